@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except HypernetError as error:
         print(f"hypernet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"hypernet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,83 @@
+"""A plain description of a hypernetwork file, for `hypernet inspect` and the library."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .fileio import short_hash
+from .formats import detect_format, load, read_optimizer_state, sidecar_path
+
+
+def describe(path) -> dict:
+    """Everything a user asks about a file, as JSON-able values."""
+    path = Path(path)
+    network = load(path)
+    structure, metadata = network.structure, network.metadata
+    optimizer = None
+    if sidecar_path(path).exists():
+        state = read_optimizer_state(path)
+        optimizer = {"present": True, "matches": state is not None, "optimizer_name": state.optimizer_name if state else None}
+    return {
+        "path": str(path),
+        "format": detect_format(path),
+        "name": metadata.name,
+        "sizes": network.sizes,
+        "layer_structure": list(structure.layer_structure),
+        "widths": {size: structure.widths(size) for size in network.sizes},
+        "activation": structure.activation or "linear",
+        "layer_norm": structure.layer_norm,
+        "dropout_structure": list(structure.dropout_structure),
+        "activate_output": structure.activate_output,
+        "weight_initialization": metadata.weight_initialization,
+        "parameters": network.parameter_count(),
+        "bytes_on_disk": os.path.getsize(path),
+        "step": metadata.step,
+        "sd_checkpoint": metadata.sd_checkpoint,
+        "sd_checkpoint_name": metadata.sd_checkpoint_name,
+        "optional_info": metadata.optional_info,
+        "sha256_short": short_hash(path),
+        "optimizer_sidecar": optimizer,
+    }
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def format_description(info: dict) -> str:
+    trained_on = info["sd_checkpoint_name"] or "unknown"
+    if info["sd_checkpoint"]:
+        trained_on += f" [{info['sd_checkpoint']}]"
+    widths = "; ".join(f"{size}: {' -> '.join(map(str, w))}" for size, w in info["widths"].items())
+    optimizer = info["optimizer_sidecar"]
+    optimizer_text = "none"
+    if optimizer:
+        optimizer_text = f"{optimizer['optimizer_name']} (matches this file)" if optimizer["matches"] else "present but stale (hash differs; ignored)"
+    rows = [
+        ("file", info["path"]),
+        ("format", info["format"]),
+        ("name", info["name"]),
+        ("sizes", ", ".join(map(str, info["sizes"]))),
+        ("layer structure", ", ".join(f"{w:g}" for w in info["layer_structure"])),
+        ("widths", widths),
+        ("activation", info["activation"] + (" (also after output layer)" if info["activate_output"] and info["activation"] != "linear" else "")),
+        ("layer norm", "yes" if info["layer_norm"] else "no"),
+        ("dropout", ", ".join(f"{p:g}" for p in info["dropout_structure"])),
+        ("weight init", info["weight_initialization"]),
+        ("parameters", f"{info['parameters']:,}"),
+        ("size on disk", f"{human_bytes(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)"),
+        ("step", str(info["step"])),
+        ("trained on", trained_on),
+        ("sha256 (short)", info["sha256_short"]),
+        ("optimizer state", optimizer_text),
+    ]
+    if info["optional_info"]:
+        rows.append(("info", info["optional_info"]))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
