@@ -1,0 +1,163 @@
+"""Hypernetworks inside a diffusers UNet, through its one seam: attention processors.
+
+`install(unet)` wraps every UNet attention processor (never the VAE's) in a
+`HypernetworkProcessor`; `activate(unet, networks)` is a context manager that sets the
+(network, multiplier) chain for one call and restores the previous chain afterwards, even
+on error; `uninstall(unet)` puts the original processors back. Base weights are never
+touched. With no active network (or multiplier 0) the wrapped processor is called exactly
+as before, so the UNet's output is bit-identical to stock diffusers.
+
+The processor hands the original processor a view of the attention module whose `to_k`
+and `to_v` first run their input through the chain (contract §3.2). Whatever computes
+the attention (SDPA, xformers, a LoRA-patched `to_k`) therefore keeps working unchanged.
+The cross-attention context is the same tensor at every denoising step and in every
+layer, so its hypernetwork output is computed once per activation and reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+
+from .errors import HypernetError
+from .network import Hypernetwork, apply_chain
+
+Chain = tuple  # tuple[tuple[Hypernetwork, float], ...]
+
+
+@dataclass
+class ActiveChain:
+    """What the processors of one UNet apply now. Owned by that UNet's processors."""
+
+    networks: Chain = ()
+    cache_context: bool = True
+    _context_cache: dict = field(default_factory=dict)
+
+    def set(self, networks: Chain) -> None:
+        self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
+        self._context_cache.clear()
+
+    def key_value_inputs(self, context: torch.Tensor, constant: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key input, value input) for `context`; `constant` inputs (the text context)
+        are cached by identity for as long as this chain is active and no grad is taken."""
+        if not (constant and self.cache_context) or torch.is_grad_enabled():
+            return apply_chain(self.networks, context)
+        entry = self._context_cache.get(id(context))
+        if entry is not None and entry[0] is context and entry[1] == context._version:
+            return entry[2]
+        result = apply_chain(self.networks, context)
+        self._context_cache[id(context)] = (context, context._version, result)  # holds the tensor: id stays unique
+        return result
+
+
+class _KeyValueView:
+    """Stands in for an `Attention` module; only `to_k`/`to_v` differ from the real one."""
+
+    def __init__(self, attention, chain: ActiveChain, constant_context: bool):
+        self._attention = attention
+        self._chain = chain
+        self._constant = constant_context
+        self._last = None
+
+    def _inputs(self, x):
+        if self._last is None or self._last[0] is not x:
+            self._last = (x, self._chain.key_value_inputs(x, self._constant))
+        return self._last[1]
+
+    def to_k(self, x):
+        return self._attention.to_k(self._inputs(x)[0])
+
+    def to_v(self, x):
+        return self._attention.to_v(self._inputs(x)[1])
+
+    def __getattr__(self, name):
+        return getattr(self._attention, name)
+
+
+class HypernetworkProcessor:
+    """A plain object (not an nn.Module, so nothing leaks into the UNet's state dict)."""
+
+    def __init__(self, base, chain: ActiveChain):
+        self.base = base
+        self.chain = chain
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        if self.chain.networks:
+            attn = _KeyValueView(attn, self.chain, constant_context=encoder_hidden_states is not None)
+        return self.base(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
+                         attention_mask=attention_mask, temb=temb, **kwargs)
+
+
+def _processors(unet) -> dict:
+    if not hasattr(unet, "attn_processors"):
+        raise HypernetError(f"{type(unet).__name__} has no attention processors; expected a diffusers UNet")
+    return unet.attn_processors
+
+
+def installed_chain(unet) -> ActiveChain | None:
+    """The chain object of an installed UNet, or None when not installed."""
+    for processor in _processors(unet).values():
+        if isinstance(processor, HypernetworkProcessor):
+            return processor.chain
+    return None
+
+
+def install(unet) -> ActiveChain:
+    """Wrap every attention processor of `unet` (idempotent); returns its chain object."""
+    chain = installed_chain(unet)
+    if chain is not None:
+        return chain
+    for name, module in unet.named_modules():
+        if getattr(module, "fused_projections", False):
+            raise HypernetError(f"attention {name} uses fused q/k/v projections; call unet.unfuse_qkv_projections() first")
+    chain = ActiveChain()
+    unet.set_attn_processor({name: HypernetworkProcessor(p, chain) for name, p in _processors(unet).items()})
+    return chain
+
+
+def uninstall(unet) -> None:
+    """Put the original processors back."""
+    processors = _processors(unet)
+    if any(isinstance(p, HypernetworkProcessor) for p in processors.values()):
+        unet.set_attn_processor({
+            name: p.base if isinstance(p, HypernetworkProcessor) else p for name, p in processors.items()
+        })
+
+
+def _as_chain(networks: Iterable) -> Chain:
+    chain = []
+    for entry in networks:
+        if isinstance(entry, Hypernetwork):
+            chain.append((entry, entry.multiplier))
+        else:
+            network, multiplier = entry
+            if not isinstance(network, Hypernetwork):
+                raise HypernetError(f"expected a Hypernetwork, got {type(network).__name__}")
+            chain.append((network, float(multiplier)))
+    return tuple(chain)
+
+
+def _move_to(unet, chain: Chain) -> None:
+    device = next(unet.parameters()).device
+    for network, _ in chain:
+        parameter = next(network.parameters())
+        if parameter.device != device or parameter.dtype != torch.float32:
+            network.to(device=device, dtype=torch.float32)  # MLPs always compute in fp32
+
+
+@contextlib.contextmanager
+def activate(unet, networks: Iterable):
+    """Apply `networks` (Hypernetworks, or (network, multiplier) pairs, in chain order)
+    to `unet` inside the block; the previous chain is restored on exit."""
+    chain = install(unet)
+    new = _as_chain(networks)
+    _move_to(unet, new)
+    previous = chain.networks
+    chain.set(new)
+    try:
+        yield chain
+    finally:
+        chain.set(previous)
