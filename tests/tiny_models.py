@@ -68,9 +68,9 @@ def tiny_text_encoder(seed: int = 0):
 
 
 def tiny_tokenizer():
-    from transformers import CLIPTokenizer
+    from hypernet.models.tokenizer import load_clip_tokenizer
 
-    return CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"))
+    return load_clip_tokenizer()
 
 
 def tiny_pipeline(seed: int = 0):

@@ -1,0 +1,75 @@
+"""`hypernet generate`: txt2img with `<hypernet:NAME:M>` tags in the prompt."""
+
+from __future__ import annotations
+
+from ..errors import HypernetError
+from ..samplers import DEFAULT_SAMPLER
+
+DEFAULT_LIBRARY = "models/hypernetworks"
+
+
+def size(text: str) -> tuple[int, int]:
+    import argparse
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"size {text!r} must look like 512x512 (WIDTHxHEIGHT)")
+    return int(parts[0]), int(parts[1])
+
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument("--model", default=None, help="checkpoint (.safetensors/.ckpt) or diffusers folder; default: the embedded toy model")
+    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected model family")
+    parser.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help=f"hypernetwork library folder (default {DEFAULT_LIBRARY})")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
+def add_sampling_arguments(parser) -> None:
+    parser.add_argument("--negative", default="", help="negative prompt")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"webui sampler name (default {DEFAULT_SAMPLER!r}; e.g. 'DPM++ 2M Karras', DDIM, UniPC)")
+    parser.add_argument("--schedule", default=None, help="schedule type: Automatic, Karras, Exponential")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cfg", type=float, default=7.0, help="CFG scale (default 7)")
+    parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
+    parser.add_argument("--out", default="outputs/txt2img", help="output folder (default outputs/txt2img)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("generate", help="generate images (txt2img)", description=__doc__)
+    parser.add_argument("prompt", nargs="?", default=None, help="prompt; <hypernet:NAME:MULTIPLIER> tags pick hypernetworks")
+    add_sampling_arguments(parser)
+    parser.add_argument("--seed", type=int, default=-1, help="seed (default -1: random); image i of a batch uses seed+i")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-count", type=int, default=1)
+    parser.add_argument("--from-png", default=None, metavar="FILE", help="reproduce an image from its PNG infotext")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..generation import Request, request_from_infotext, save_results
+    from ..loading import load_generator
+
+    if args.from_png:
+        from ..infotext import read_png_infotext
+
+        text = read_png_infotext(args.from_png)
+        if not text:
+            raise HypernetError(f"{args.from_png}: has no 'parameters' infotext to reproduce")
+        request = request_from_infotext(text)
+    elif args.prompt is None:
+        raise HypernetError("give a PROMPT or --from-png FILE")
+    else:
+        width, height = args.size or (None, None)
+        request = Request(
+            prompt=args.prompt, negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg, seed=args.seed,
+            width=width, height=height, sampler=args.sampler, schedule=args.schedule,
+            batch_size=args.batch_size, batch_count=args.batch_count,
+        )
+    generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
+                               progress=not args.quiet)
+    results = generator.generate(request, progress=not args.quiet)
+    for path, result in zip(save_results(results, args.out), results):
+        print(f"{path}  seed {result.seed}")
+    return 0
