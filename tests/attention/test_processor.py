@@ -172,3 +172,23 @@ def test_gradients_reach_the_hypernetwork_only(unet):
     loss.backward()
     assert all(p.grad is not None for p in network.parameters() if not isinstance(p, torch.nn.LayerNorm))
     assert all(p.grad is None for p in unet.parameters())
+
+
+def test_works_alongside_peft_lora(unet):
+    from peft import LoraConfig
+
+    inputs = unet_inputs()
+    base = run(unet, inputs)
+    network = strong([TEXT_WIDTH, *SELF_SIZES], 9)
+    hn_only = run_with(unet, [network], inputs)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_v", "to_q", "to_out.0"], init_lora_weights=False), adapter_name="test")
+    try:
+        lora_only = run(unet, inputs)
+        both = run_with(unet, [network], inputs)
+        assert not torch.equal(lora_only, base)
+        assert not torch.equal(both, lora_only) and not torch.equal(both, hn_only)
+        with attention.activate(unet, [(network, 0.0)]):
+            assert torch.equal(run(unet, inputs), lora_only)
+    finally:
+        unet.delete_adapters("test")
+    assert torch.equal(run(unet, inputs), base)
