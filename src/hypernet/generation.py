@@ -77,10 +77,12 @@ class ModelInfo:
 class Generator:
     """Generates images with a loaded pipeline; hypernetworks come from `library`."""
 
-    def __init__(self, pipe, library=None, model: ModelInfo | None = None):
+    def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1):
         self.pipe = pipe
         self.library = library
         self.model = model or ModelInfo(name="model")
+        self.clip_skip = clip_skip
+        self._prompt_encoder = None
         attention.install(pipe.unet)
 
     # -- networks -------------------------------------------------------------------
@@ -90,18 +92,26 @@ class Generator:
         Unlike the webui, tags in the negative prompt are honoured too (they join the
         chain after the positive prompt's), an unknown name is an error naming the
         closest existing names, and a bad multiplier is an error pointing at the tag."""
-        from .prompt import extract_networks
+        from .prompt import extract_networks_pair
 
-        text, tags = extract_networks(prompt)
-        negative_text, negative_tags = extract_networks(negative_prompt)
+        text, negative_text, tags = extract_networks_pair(prompt, negative_prompt)
         chain = []
-        for kind, name, multiplier in [*tags, *negative_tags]:
+        for kind, name, multiplier in tags:
             if kind != "hypernet":
                 raise HypernetError(f"<{kind}:{name}> networks are not supported by this generator yet")
             if self.library is None:
                 raise HypernetError(f"<hypernet:{name}> needs a hypernetwork library folder (--hypernet-dir)")
             chain.append((name, self.library.load(name), float(multiplier)))
         return text, negative_text, chain
+
+    @property
+    def prompt_encoder(self):
+        """Webui-style conditioning (emphasis, 75-token chunks, BREAK, prompt editing)."""
+        if self._prompt_encoder is None:
+            from .prompt.conditioning import PromptEncoder
+
+            self._prompt_encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=self.clip_skip)
+        return self._prompt_encoder
 
     # -- generation -------------------------------------------------------------------
     @property
@@ -136,20 +146,50 @@ class Generator:
         shape = (pipe.unet.config.in_channels, request.height // pipe.vae_scale_factor, request.width // pipe.vae_scale_factor)
         # per-image CPU noise: the same seed gives the same image on any device and batch size
         latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, pipe.unet.dtype)
+        conditioning = self._conditioning(text, negative_text, request.steps, len(seeds))
+        cond, uncond = conditioning(0)
         pipe.scheduler = scheduler
         pipe.set_progress_bar_config(disable=not progress, desc=description, leave=False)
-        output = pipe(
-            prompt=[text] * len(seeds),
-            negative_prompt=[negative_text] * len(seeds),
-            num_inference_steps=request.steps,
-            guidance_scale=request.cfg_scale,
-            height=request.height,
-            width=request.width,
-            latents=latents,
-            generator=generators,
-            output_type="pil",
-        )
+
+        def next_step_conditioning(pipe_, step, timestep, tensors):
+            if step + 1 < request.steps:
+                next_cond, next_uncond = conditioning(step + 1)
+                tensors["prompt_embeds"] = torch.cat([next_uncond, next_cond]) if request.cfg_scale > 1 else next_cond
+            return tensors
+
+        with torch.no_grad():
+            output = pipe(
+                prompt_embeds=cond,
+                negative_prompt_embeds=uncond,
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg_scale,
+                height=request.height,
+                width=request.width,
+                latents=latents,
+                generator=generators,
+                output_type="pil",
+                callback_on_step_end=next_step_conditioning if conditioning.changes else None,
+                callback_on_step_end_tensor_inputs=["prompt_embeds"],
+            )
         return output.images
+
+    def _conditioning(self, text: str, negative_text: str, steps: int, count: int) -> "_Conditioning":
+        from .prompt.conditioning import conditioning_at, pad_cond_uncond, stack_conds
+
+        encoder = self.prompt_encoder
+        dtype, device = self.pipe.unet.dtype, self.pipe.unet.device
+        with torch.no_grad():
+            positive = encoder.conditioning(text, steps)
+            negative = encoder.conditioning(negative_text, steps)
+            empty = encoder.empty()
+
+        def at(step: int):
+            cond = stack_conds([conditioning_at(positive, step)] * count)
+            uncond = stack_conds([conditioning_at(negative, step)] * count)
+            cond, uncond = pad_cond_uncond(cond, uncond, empty)  # diffusers batches both branches together
+            return cond.to(device, dtype), uncond.to(device, dtype)
+
+        return _Conditioning(at, changes=len(positive) > 1 or len(negative) > 1)
 
     def _result(self, image, seed: int, request: Request, labels, position: int) -> Result:
         from .infotext import format_infotext
@@ -173,6 +213,17 @@ class Generator:
         parameters = {k: v for k, v in parameters.items() if v is not None}
         infotext = format_infotext(request.prompt, request.negative_prompt, parameters)
         return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, parameters)
+
+
+@dataclass
+class _Conditioning:
+    """(cond, uncond) for a 0-based step; `changes` when prompt editing switches it."""
+
+    at: Callable
+    changes: bool
+
+    def __call__(self, step: int):
+        return self.at(step)
 
 
 def save_results(results: Sequence[Result], folder) -> list[Path]:

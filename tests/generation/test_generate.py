@@ -121,3 +121,38 @@ def test_webui_sampler_names_generate(generator, sampler):
     result = generator.generate(request("a red circle", sampler=sampler), progress=False)[0]
     assert result.parameters["Sampler"] in sampler
     assert np.isfinite(pixels(result)).all()
+
+
+def test_prompt_editing_switches_conditioning_at_the_scheduled_step(generator, pipe):
+    seen = []
+    handle = pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"][-1].clone()), with_kwargs=True)
+    try:
+        generator.generate(request("a [cat:dog:2] sitting", steps=4, sampler="DDIM"), progress=False)
+    finally:
+        handle.remove()
+    encoder = generator.prompt_encoder
+    with torch.no_grad():
+        cat = encoder.encode("a cat sitting")[0]
+        dog = encoder.encode("a dog sitting")[0]
+    assert len(seen) == 4
+    which = ["cat" if torch.allclose(s, cat, atol=1e-5) else "dog" if torch.allclose(s, dog, atol=1e-5) else "?" for s in seen]
+    from hypernet.prompt import schedule
+
+    expected = []
+    for step in range(4):
+        until = next(u for u, _ in schedule("a [cat:dog:2] sitting", 4) if step <= u)
+        expected.append("cat" if "cat" in dict(schedule("a [cat:dog:2] sitting", 4))[until] else "dog")
+    assert which == expected and which.count("dog") >= 1 and which[0] == "cat"
+
+
+def test_long_prompts_are_chunked_not_truncated(generator, pipe):
+    seen = []
+    handle = pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"].shape[1]), with_kwargs=True)
+    long_prompt = ", ".join(["red circle"] * 60)  # ~180 tokens
+    try:
+        generator.generate(request(long_prompt, steps=1), progress=False)
+    finally:
+        handle.remove()
+    assert seen == [3 * 77]
