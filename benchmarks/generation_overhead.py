@@ -80,7 +80,7 @@ def main() -> None:
     switch_times = []
     for prompt in ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"] * 5:
         start = time.perf_counter()
-        _, _, named = generator.resolve_networks(prompt)
+        _, _, named, _ = generator.resolve_networks(prompt)
         with attention.activate(pipe.unet, [(n, m) for _, n, m in named]):
             pass
         switch_times.append(time.perf_counter() - start)

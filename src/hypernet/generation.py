@@ -77,40 +77,56 @@ class ModelInfo:
 class Generator:
     """Generates images with a loaded pipeline; hypernetworks come from `library`."""
 
-    def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1):
+    def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
+                 lora_dir=None, embeddings_dir=None):
+        from .extra_networks import LoraSet
+
         self.pipe = pipe
         self.library = library
         self.model = model or ModelInfo(name="model")
         self.clip_skip = clip_skip
+        self.loras = LoraSet(pipe, lora_dir)
+        self.embeddings_dir = embeddings_dir
+        self.warnings: list[str] = []
         self._prompt_encoder = None
         attention.install(pipe.unet)
 
     # -- networks -------------------------------------------------------------------
-    def resolve_networks(self, prompt: str, negative_prompt: str = "") -> tuple[str, str, list[tuple[str, Hypernetwork, float]]]:
-        """Prompt texts without tags, and the hypernetworks they name, in prompt order.
+    def resolve_networks(self, prompt: str, negative_prompt: str = ""):
+        """(prompt text, negative text, hypernetworks [(name, network, m)], LoRAs [(name, m)]):
+        the texts without tags, and the networks their tags name, in prompt order.
 
-        Unlike the webui, tags in the negative prompt are honoured too (they join the
-        chain after the positive prompt's), an unknown name is an error naming the
-        closest existing names, and a bad multiplier is an error pointing at the tag."""
-        from .prompt import extract_networks_pair
+        Unlike the webui, tags in the negative prompt are honoured too (they join after
+        the positive prompt's), an unknown name is an error naming the closest existing
+        names, and a bad multiplier is an error pointing at the tag."""
+        from .prompt import extract_networks_pair, split_and, strip_comments
 
-        text, negative_text, tags = extract_networks_pair(prompt, negative_prompt)
-        chain = []
+        text, negative_text, tags = extract_networks_pair(strip_comments(prompt), strip_comments(negative_prompt))
+        if len(split_and(text)) > 1:
+            self.warnings.append("AND (composable diffusion) is not supported yet: the prompt is encoded as one text")
+        hypernetworks, loras = [], []
         for kind, name, multiplier in tags:
-            if kind != "hypernet":
-                raise HypernetError(f"<{kind}:{name}> networks are not supported by this generator yet")
+            if kind == "lora":
+                loras.append((name, float(multiplier)))
+                continue
             if self.library is None:
                 raise HypernetError(f"<hypernet:{name}> needs a hypernetwork library folder (--hypernet-dir)")
-            chain.append((name, self.library.load(name), float(multiplier)))
-        return text, negative_text, chain
+            hypernetworks.append((name, self.library.load(name), float(multiplier)))
+        return text, negative_text, hypernetworks, loras
 
     @property
     def prompt_encoder(self):
         """Webui-style conditioning (emphasis, 75-token chunks, BREAK, prompt editing)."""
         if self._prompt_encoder is None:
+            from .extra_networks import load_embeddings
             from .prompt.conditioning import PromptEncoder
 
-            self._prompt_encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=self.clip_skip)
+            width = self.pipe.text_encoder.config.hidden_size
+            embeddings, warnings = load_embeddings(self.embeddings_dir, width)
+            self.warnings.extend(warnings)
+            self._prompt_encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=self.clip_skip,
+                                                 embeddings=embeddings)
+        self._prompt_encoder._empty = None  # a LoRA on the text encoder changes even the empty prompt
         return self._prompt_encoder
 
     # -- generation -------------------------------------------------------------------
@@ -122,12 +138,12 @@ class Generator:
                  on_result: Callable[[Result], None] | None = None) -> list[Result]:
         """All images of a request; seeds follow the webui (seed, seed+1, ...)."""
         request = request.validated(self.native_size, max(8, self.pipe.vae_scale_factor))
-        text, negative_text, named = self.resolve_networks(request.prompt, request.negative_prompt)
+        text, negative_text, named, loras = self.resolve_networks(request.prompt, request.negative_prompt)
         chain = [(network, multiplier) for _, network, multiplier in named] + list(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
         scheduler = make_scheduler(request.sampler, self.pipe.scheduler.config, request.schedule)
         results = []
-        with attention.activate(self.pipe.unet, chain):
+        with attention.activate(self.pipe.unet, chain), self.loras.activate(loras):
             for batch in range(request.batch_count):
                 seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
                 images = self._sample(text, negative_text, request, seeds, scheduler, progress,

@@ -60,7 +60,8 @@ def open_library(hypernet_dir, include_packaged: bool = True):
 
 
 def load_generator(model=None, hypernet_dir="models/hypernetworks", family=None, device=None, dtype=None,
-                   progress: bool = True) -> Generator:
-    """A Generator for `model` (None: the embedded toy model) and the library folder."""
+                   progress: bool = True, lora_dir="models/Lora", embeddings_dir="models/embeddings") -> Generator:
+    """A Generator for `model` (None: the embedded toy model) and the library folders."""
     pipe = load_pipeline_for(model, family=family, device=device, dtype=dtype, progress=progress)
-    return Generator(pipe, library=open_library(hypernet_dir), model=model_info(model))
+    return Generator(pipe, library=open_library(hypernet_dir), model=model_info(model),
+                     lora_dir=lora_dir, embeddings_dir=embeddings_dir)

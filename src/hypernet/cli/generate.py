@@ -21,6 +21,8 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint (.safetensors/.ckpt) or diffusers folder; default: the embedded toy model")
     parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected model family")
     parser.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help=f"hypernetwork library folder (default {DEFAULT_LIBRARY})")
+    parser.add_argument("--lora-dir", default="models/Lora", help="LoRA folder for <lora:NAME:M> (default models/Lora)")
+    parser.add_argument("--embeddings-dir", default="models/embeddings", help="textual-inversion embeddings folder (default models/embeddings)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
@@ -68,7 +70,7 @@ def run(args) -> int:
             batch_size=args.batch_size, batch_count=args.batch_count,
         )
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
-                               progress=not args.quiet)
+                               progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir)
     results = generator.generate(request, progress=not args.quiet)
     for path, result in zip(save_results(results, args.out), results):
         print(f"{path}  seed {result.seed}")
