@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Sets up .venv, then runs the main job offline.
+# Sets up .venv, then runs the main job offline on the embedded toy model: generate
+# "a red circle on a blue background" (PNG with webui infotext), and, when the demo
+# hypernetworks are shipped, the same prompt with <hypernet:water:0.7> and a strength grid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-out=${OUT_DIR:-outputs}
-mkdir -p "$out"
-.venv/bin/hypernet create demo --dir "$out/hypernetworks" --overwrite --seed 0
-.venv/bin/hypernet inspect "$out/hypernetworks/demo.pt"
+out=${OUT_DIR:-outputs/demo}
+hn=.venv/bin/hypernet
+$hn generate "a red circle on a blue background" --seed 1 --steps 20 --out "$out"
+if $hn list --json 2>/dev/null | grep -q '"water"'; then
+  $hn generate "a red circle on a blue background <hypernet:water:0.7>" --seed 1 --steps 20 --out "$out"
+  $hn grid "a red circle on a blue background" --hypernet water --multipliers 0,0.25,0.5,0.75,1 --seeds 1,2 --out "$out" --quiet
+fi
+echo "images in $out"
