@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--family", default="sd15")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    print("building the pipeline...", flush=True)
     pipe = pipeline_from_config(args.family)
     sizes = [768, 320, 640, 1280] if args.family == "sd15" else [1024, 320, 640, 1280]
     one = Hypernetwork.create(sizes=sizes, generator_seed=1, name="one")
@@ -68,6 +69,7 @@ def main() -> None:
         generator.generate(request, progress=False)
         return time.perf_counter() - start
 
+    print("measuring...", flush=True)
     run("warm up")
     run("warm up <hypernet:one:1>")
     plain, with_hn = [], []
