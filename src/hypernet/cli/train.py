@@ -1,0 +1,175 @@
+"""`hypernet train NAME --data DIR`: train a hypernetwork with every option of the webui's
+Train tab. NAME is a hypernetwork in the library folder or a file path; the trained
+network is saved over that file (as the webui does) unless --output says otherwise, and
+every checkpoint, preview, the loss CSV and plot go to the run folder."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from ..errors import HypernetError
+
+DEFAULT_LIBRARY = "models/hypernetworks"
+EXIT_CODES = {"finished": 0, "already finished": 0, "interrupted": 130, "non-finite loss": 1}
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"size {text!r} must look like 512x512 (WIDTHxHEIGHT)")
+    return int(parts[0]), int(parts[1])
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
+    return value
+
+
+def register(sub) -> None:
+    from ..training.config import CHECKPOINTING, CLIP_MODES, LATENT_SAMPLING, PRECISIONS, RESIZE_MODES
+    from ..training.prompts import DEFAULT_TEMPLATE
+
+    parser = sub.add_parser("train", help="train a hypernetwork on a folder of images", description=__doc__,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("name", help="hypernetwork name in --hypernet-dir, or a .pt/.safetensors file")
+    parser.add_argument("--data", required=True, help="folder of images with optional .txt captions")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=None, help="checkpoint or diffusers folder (default: the embedded toy model)")
+    model.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected family")
+    model.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help="hypernetwork library folder")
+    model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    steps = parser.add_argument_group("steps and learning rate")
+    steps.add_argument("--learning-rate", "--lr", default="0.00001", metavar="SCHEDULE",
+                       help="rate or schedule 'RATE:STEP, RATE:STEP, RATE' (training ends at the last STEP)")
+    steps.add_argument("--batch-size", type=int, default=1)
+    steps.add_argument("--gradient-accumulation", "--gradient-step", type=int, default=1,
+                       help="micro-batches per optimizer step")
+    steps.add_argument("--max-steps", type=int, default=100000)
+    steps.add_argument("--clip-grad", choices=CLIP_MODES, default="disabled", help="gradient clipping mode")
+    steps.add_argument("--clip-value", default="0.1", metavar="SCHEDULE", help="clip threshold (schedule grammar)")
+    steps.add_argument("--seed", type=int, default=None, help="run seed (default: random, or the resumed run's)")
+    steps.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="autocast: auto follows the model's dtype; fp32 master weights always")
+    steps.add_argument("--gradient-checkpointing", choices=CHECKPOINTING, default="auto",
+                       help="auto: switched on only when CUDA memory runs out")
+
+    images = parser.add_argument_group("dataset")
+    images.add_argument("--size", type=_size, default=None, help="training WIDTHxHEIGHT (default: the model's native size)")
+    images.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
+                        help="stretch to --size (webui), keep each image's size, or aspect-ratio buckets of about --size")
+    images.add_argument("--varsize", action="store_const", const="keep", dest="resize",
+                        help="the webui's 'do not resize images' (= --resize keep)")
+    images.add_argument("--flip", action="store_true", help="random horizontal flips (the webui never flips)")
+    images.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template: a name or a file path")
+    images.add_argument("--template-dir", action="append", default=[], help="extra folder of templates (repeatable)")
+    images.add_argument("--filename-word-regex", default="", help="caption from file names: keep the words this matches")
+    images.add_argument("--filename-join", default=" ", help="string joining those words")
+    images.add_argument("--shuffle-tags", action="store_true", help="shuffle the caption's comma-separated tags")
+    images.add_argument("--tag-dropout", type=_probability, default=0.0, help="drop each tag with this probability")
+    images.add_argument("--latent-sampling", choices=LATENT_SAMPLING, default="once")
+    images.add_argument("--use-alpha-weight", action="store_true", help="weight the loss by the PNG alpha channel")
+
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (0: final only)")
+    outputs.add_argument("--preview-every", type=int, default=500, help="preview picture every N steps (0: none)")
+    outputs.add_argument("--preview-prompt", default=None, help="default: the first prompt of the current batch")
+    outputs.add_argument("--preview-negative", default="")
+    outputs.add_argument("--preview-steps", type=int, default=20)
+    outputs.add_argument("--preview-sampler", default="Euler a")
+    outputs.add_argument("--preview-cfg", type=float, default=7.0)
+    outputs.add_argument("--preview-seed", type=int, default=None, help="default: the run seed")
+    outputs.add_argument("--preview-size", type=_size, default=None, help="default: the training size")
+    outputs.add_argument("--log-dir", default="training", help="runs go to LOG_DIR/DATE/NAME")
+    outputs.add_argument("--run-dir", default=None, help="exact run folder (overrides --log-dir)")
+    outputs.add_argument("--csv-every", type=int, default=1, help="loss CSV row every N steps (0: none)")
+    outputs.add_argument("--output", default=None, help="final file (default: over NAME's file, as the webui)")
+    outputs.add_argument("--no-optimizer-state", action="store_true", help="do not write .optim side-cars")
+    outputs.add_argument("--tensorboard", action="store_true", help="TensorBoard logs in the run folder (if installed)")
+    outputs.add_argument("--resume", default=None, metavar="FILE", help="continue from a checkpoint of an earlier run")
+    outputs.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def resolve_network(name: str, hypernet_dir):
+    """(path, output default) for NAME: a file, or a library name. A network shipped inside
+    the package is never overwritten: its trained copy goes to the library folder."""
+    from ..loading import PACKAGED_LIBRARY, open_library
+
+    path = Path(name)
+    if path.is_file():
+        return path, path
+    entry = open_library(hypernet_dir).resolve(name)
+    if entry.root is not None and Path(entry.root).resolve() == PACKAGED_LIBRARY.resolve():
+        return entry.path, Path(hypernet_dir) / entry.path.name
+    return entry.path, entry.path
+
+
+def config_from_args(args):
+    from ..training.config import PreviewOptions, TrainingConfig
+
+    width, height = args.size or (None, None)
+    preview_width, preview_height = args.preview_size or (None, None)
+    return TrainingConfig(
+        data=args.data, learning_rate=args.learning_rate, batch_size=args.batch_size,
+        gradient_accumulation=args.gradient_accumulation, max_steps=args.max_steps, width=width, height=height,
+        resize=args.resize, flip=args.flip, template=args.template, template_dirs=tuple(args.template_dir),
+        filename_word_regex=args.filename_word_regex, filename_join=args.filename_join,
+        shuffle_tags=args.shuffle_tags, tag_dropout=args.tag_dropout, latent_sampling=args.latent_sampling,
+        clip_grad=args.clip_grad, clip_value=args.clip_value, use_alpha_weight=args.use_alpha_weight,
+        save_every=args.save_every, preview_every=args.preview_every,
+        preview=PreviewOptions(prompt=args.preview_prompt, negative_prompt=args.preview_negative,
+                               steps=args.preview_steps, sampler=args.preview_sampler, cfg_scale=args.preview_cfg,
+                               seed=args.preview_seed, width=preview_width, height=preview_height),
+        log_dir=args.log_dir, run_dir=args.run_dir, csv_every=args.csv_every, seed=args.seed,
+        precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
+        save_optimizer_state=not args.no_optimizer_state, tensorboard=args.tensorboard,
+    )
+
+
+def run(args) -> int:
+    from ..formats import load
+    from ..loading import load_pipeline_for, model_info
+    from ..training import describe_result, train
+    from ..training.trainer import check_inputs
+
+    config = config_from_args(args)
+    source, output = resolve_network(args.name, args.hypernet_dir)
+    network = load(source)
+    inputs = check_inputs(config)  # before the (slow) model load: bad input fails at once
+    if args.output:
+        output = Path(args.output)
+
+    from accelerate import Accelerator
+
+    device = args.device
+    accelerator = Accelerator(cpu=device == "cpu")
+    if accelerator.num_processes > 1 or device is None:
+        device = str(accelerator.device)
+    pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet)
+
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        result = train(pipe, network, config, output=output, resume=args.resume, model=model_info(args.model),
+                       accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if accelerator.is_main_process:
+        print(describe_result(result))
+        if result.stop_reason == "interrupted" and result.checkpoints:
+            print(f"resume with: hypernet train {args.name} --data {args.data} --resume {result.checkpoints[-1]} ...")
+    if result.stop_reason not in EXIT_CODES:
+        raise HypernetError(f"training ended: {result.stop_reason}")
+    return EXIT_CODES[result.stop_reason]

@@ -1,0 +1,41 @@
+"""Training hypernetworks (contract §7): every option of the webui's Train tab, on a frozen
+diffusers pipeline, with exact resume and atomic checkpoints.
+
+    from hypernet.training import TrainingConfig, train
+    result = train(pipe, network, TrainingConfig(data="images", learning_rate="5e-5:100, 5e-6"))
+
+Importing this package is cheap; torch-heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+_LAZY = {
+    "TrainingConfig": ("hypernet.training.config", "TrainingConfig"),
+    "PreviewOptions": ("hypernet.training.config", "PreviewOptions"),
+    "train": ("hypernet.training.trainer", "train"),
+    "prepare": ("hypernet.training.trainer", "prepare"),
+    "check_inputs": ("hypernet.training.trainer", "check_inputs"),
+    "TrainingResult": ("hypernet.training.trainer", "TrainingResult"),
+    "TrainingError": ("hypernet.training.trainer", "TrainingError"),
+    "StepInfo": ("hypernet.training.trainer", "StepInfo"),
+    "attention_widths": ("hypernet.training.trainer", "attention_widths"),
+    "describe_result": ("hypernet.training.trainer", "describe_result"),
+    "Schedule": ("hypernet.training.schedule", "Schedule"),
+    "ScheduleError": ("hypernet.training.schedule", "ScheduleError"),
+    "parse_schedule": ("hypernet.training.schedule", "parse_schedule"),
+    "read_resume_point": ("hypernet.training.checkpoints", "read_resume_point"),
+    "save_checkpoint": ("hypernet.training.checkpoints", "save_checkpoint"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hypernet.training' has no attribute {name!r}")

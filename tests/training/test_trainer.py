@@ -1,0 +1,189 @@
+"""Training end to end on the tiny pipeline: learning, frozen base, outputs, exact resume,
+Ctrl-C, non-finite losses. One reference run of 100 steps is shared by several tests."""
+
+import copy
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import hypernet
+from hypernet import attention
+from hypernet.training import TrainingConfig, train
+from hypernet.training import dataset as data
+from hypernet.training import loss as loss_module
+from hypernet.training.checkpoints import read_resume_point
+from hypernet.training.config import PreviewOptions
+
+from .conftest import base_checksum, make_dataset, new_network
+
+STEPS = 100
+
+
+def reference_config(folder: Path, run_dir: Path, **changes) -> TrainingConfig:
+    options = dict(
+        data=folder, learning_rate="5e-3:60, 2e-3", max_steps=STEPS, batch_size=1, width=32, height=32,
+        shuffle_tags=True, tag_dropout=0.2, flip=True, latent_sampling="random", clip_grad="norm", clip_value="1.0",
+        save_every=50, preview_every=50, preview=PreviewOptions(steps=2, sampler="DDIM"), run_dir=run_dir, seed=11,
+    )
+    options.update(changes)
+    return TrainingConfig(**options)
+
+
+def evaluation_loss(pipe, network, folder) -> float:
+    """The loss at fixed timesteps and noise over the whole dataset (no sampling noise)."""
+    schedule = loss_module.noise_schedule(pipe.scheduler.config)
+    encoded = data.encode(data.scan(folder), pipe.vae, mode="stretch", target=(32, 32), multiple=2,
+                          sampling="deterministic", flip=False, use_alpha_weight=False, seed=0)
+    latents = torch.cat([example.latents for example in encoded.examples])
+    texts = [f"a painting of {example.source.caption} in the style of tiny" for example in encoded.examples]
+    embeddings, _ = pipe.encode_prompt(texts, "cpu", 1, False)
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    with torch.no_grad(), attention.activate(pipe.unet, [(network, 1.0)]):
+        for timestep in (100, 300, 500, 700, 900):
+            noise = torch.randn(latents.shape, generator=generator)
+            total += loss_module.diffusion_loss(pipe.unet, schedule, latents, noise, torch.full((len(latents),), timestep),
+                                                embeddings).item()
+    return total / 5
+
+
+@pytest.fixture(scope="module")
+def reference(pipe, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference")
+    folder = make_dataset(root / "data")
+    network = new_network()
+    source = root / "library" / "tiny.pt"
+    network.save(source)
+    network = hypernet.load(source)
+    untouched = copy.deepcopy(network)
+    flags = [p.requires_grad for p in pipe.unet.parameters()]
+    before = base_checksum(pipe)
+    loss_before = evaluation_loss(pipe, network, folder)
+    result = train(pipe, network, reference_config(folder, root / "run"), progress=False)
+    return {
+        "root": root, "data": folder, "source": source, "network": network, "untouched": untouched, "result": result,
+        "checksums": (before, base_checksum(pipe)), "flags": flags, "loss": (loss_before, evaluation_loss(pipe, network, folder)),
+    }
+
+
+def test_loss_decreases_over_100_steps(reference):
+    before, after = reference["loss"]
+    assert after < 0.85 * before, (before, after)
+    losses = [value for _, value in reference["result"].losses]
+    assert len(losses) == STEPS
+    assert sum(losses[-25:]) < sum(losses[:25])
+
+
+def test_only_the_hypernetwork_changes(reference, pipe):
+    assert reference["checksums"][0] == reference["checksums"][1]
+    assert [p.requires_grad for p in pipe.unet.parameters()] == reference["flags"]
+    assert not pipe.unet.training and next(pipe.vae.parameters()).device.type == "cpu"
+    trained, untouched = reference["network"].state_dict(), reference["untouched"].state_dict()
+    assert all(not torch.equal(trained[key], untouched[key]) for key in trained if key.endswith("weight"))
+
+
+def test_outputs_of_a_run(reference):
+    from core.webui_rules import webui_would_refuse
+
+    result, run = reference["result"], reference["root"] / "run"
+    assert result.stop_reason == "finished" and result.steps_done == STEPS and result.output == reference["source"]
+    saved = hypernet.load(reference["source"])
+    assert saved.step == STEPS and saved.name == "tiny"
+    assert webui_would_refuse(reference["source"]) == []
+    for key, value in saved.state_dict().items():
+        assert torch.equal(value, reference["network"].state_dict()[key].cpu())
+    middle = run / "hypernetworks" / "tiny-50.pt"
+    assert [p.name for p in result.checkpoints] == ["tiny-50.pt", "tiny-100.pt"]
+    assert hypernet.load(middle).step == 50 and webui_would_refuse(middle) == []
+    point = read_resume_point(middle)
+    assert point.exact and point.state["step"] == 50  # the .optim hash matches *this* file
+    assert point.optimizer.optimizer_name == "AdamW"
+    assert all("fused" not in group for group in point.optimizer.state_dict["param_groups"])
+    plain = torch.optim.AdamW(point.network.parameters())  # as the webui would load it
+    plain.load_state_dict(point.optimizer.state_dict)
+    assert len(plain.state) == len(list(point.network.parameters()))
+    assert (run / "images" / "tiny-50.png").is_file() and (run / "images" / "tiny-100.png").is_file()
+    from hypernet.infotext import read_png_infotext
+
+    assert "Steps: 2" in read_png_infotext(run / "images" / "tiny-50.png")
+    with open(run / "hypernetwork_loss.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["step", "epoch", "epoch_step", "loss", "learn_rate"] and len(rows) == STEPS
+    assert rows[4] == {"step": "5", "epoch": "1", "epoch_step": "1", "loss": rows[4]["loss"], "learn_rate": "0.005"}
+    assert rows[-1]["learn_rate"] == "0.002"
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["seed"] == 11 and settings["config"]["learning_rate"] == "5e-3:60, 2e-3"
+    from PIL import Image
+
+    with Image.open(run / "loss.png") as plot:
+        assert plot.size == (800, 450)
+
+
+def test_resume_after_stopping_at_50_ends_with_the_same_weights(reference, pipe, tmp_path):
+    source = tmp_path / "tiny.pt"
+    source.write_bytes((reference["root"] / "library" / "tiny.pt").read_bytes())  # never trained: step 0
+    reference["untouched"].save(source)
+
+    def press_ctrl_c(info):
+        if info.step == 50:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by the run: stop after this step and save
+
+    network = hypernet.load(source)
+    config = reference_config(reference["data"], tmp_path / "run", preview_every=0)
+    first = train(pipe, network, config, progress=False, on_step=press_ctrl_c)
+    assert first.stop_reason == "interrupted" and first.steps_done == 50
+    assert hypernet.load(source).step == 50  # saved on the way out
+    checkpoint = tmp_path / "run" / "hypernetworks" / "tiny-50.pt"
+    assert read_resume_point(checkpoint).exact
+
+    fresh = hypernet.load(source)
+    second = train(pipe, fresh, config.replace(seed=None), resume=checkpoint, progress=False)
+    assert second.stop_reason == "finished" and second.start_step == 50 and second.steps_done == STEPS
+    assert second.resumed_exactly and second.seed == 11
+    expected = reference["network"].state_dict()
+    for key, value in fresh.state_dict().items():
+        assert torch.allclose(value, expected[key], atol=1e-6, rtol=0), key
+    with open(tmp_path / "run" / "hypernetwork_loss.csv", newline="") as stream:
+        steps = [int(row["step"]) for row in csv.DictReader(stream)]
+    assert steps == list(range(1, STEPS + 1))  # one history, no duplicates
+
+
+def test_non_finite_loss_is_skipped_reported_and_stops_when_it_persists(pipe, tmp_path, monkeypatch):
+    folder = make_dataset(tmp_path / "data")
+    real = loss_module.diffusion_loss
+    calls = {"count": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["count"] += 1
+        value = real(*args, **kwargs)
+        return value * float("nan") if calls["count"] == 3 or calls["count"] >= 6 else value
+
+    monkeypatch.setattr(loss_module, "diffusion_loss", poisoned)
+    network = new_network()
+    messages = []
+    config = TrainingConfig(data=folder, learning_rate="1e-3", max_steps=20, width=16, height=16, save_every=0,
+                            preview_every=0, run_dir=tmp_path / "run", seed=1, nonfinite_patience=3)
+    result = train(pipe, network, config, output=tmp_path / "out.pt", progress=False, log=messages.append)
+    assert result.stop_reason == "non-finite loss"
+    assert result.steps_done == 4 and result.skipped_steps == 4  # steps 1, 2, [nan], 3, 4, [nan x 3]
+    assert any("step 3: non-finite loss" in m and "lower the learning rate (now 0.001)" in m for m in messages)
+    assert any("3 steps in a row" in m and "weights of step 4" in m for m in messages)
+    saved = hypernet.load(tmp_path / "out.pt")
+    assert saved.step == 4 and all(torch.isfinite(v).all() for v in saved.state_dict().values())
+    for key, value in saved.state_dict().items():
+        assert torch.equal(value, network.state_dict()[key].cpu())
+
+
+def test_a_finished_schedule_returns_at_once(pipe, tmp_path):
+    folder = make_dataset(tmp_path / "data")
+    network = new_network()
+    network.metadata.step = 30
+    config = TrainingConfig(data=folder, learning_rate="1e-3:30", run_dir=tmp_path / "run")
+    result = train(pipe, network, config, progress=False, log=lambda m: None)
+    assert result.stop_reason == "already finished" and "ends at step 30" in result.messages[-1]
+    assert not (tmp_path / "run").exists()
