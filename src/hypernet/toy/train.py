@@ -1,0 +1,397 @@
+"""Training the toy model from scratch, in plain functions: the VAE first (on pictures
+of the base world and of both styles, so its decoder can draw what a hypernetwork asks
+for), then the UNet and the text encoder together on the VAE's latents, exactly as SD
+was trained (epsilon prediction on SD's noise schedule, 10% of captions dropped to the
+empty prompt so classifier-free guidance works).
+
+Everything is seeded; a plan (a named table entry) fixes every size and step count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import HypernetConfigError
+from . import evaluate, model, world
+
+
+@dataclass(frozen=True)
+class BaseTrainingPlan:
+    name: str
+    seed: int = 0
+    vae_steps: int = 800
+    vae_minutes: float = 8.0  # a stage stops at its step count or its time budget, whichever comes first
+    vae_batch_size: int = 16
+    vae_learning_rate: float = 2e-3
+    vae_kl_weight: float = 1e-6
+    vae_style_share: float = 0.15  # share of VAE pictures drawn in a style (half water, half neon)
+    vae_anchor_weight: float = 1.0  # pulls latent channels 0-2 towards the 4x-reduced RGB picture
+    images: int = 10000  # captioned pictures for the UNet, encoded once
+    unet_steps: int = 5000
+    unet_minutes: float = 36.0
+    unet_batch_size: int = 32
+    unet_learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    ema_decay: float = 0.998
+    min_snr_gamma: float = 5.0
+    caption_dropout: float = 0.1
+    noise_offset: float = 0.05  # a little per-channel offset noise, for pure black and white backgrounds
+    eval_every: int = 500  # 0: only at the end
+    eval_count: int = 32
+    eval_steps: int = evaluate.DEFAULT_STEPS
+
+
+def _plan_table() -> dict[str, BaseTrainingPlan]:
+    return {
+        "full": BaseTrainingPlan(name="full"),
+        # Proves the code path end to end in seconds; the weights it writes are useless.
+        "quick": BaseTrainingPlan(
+            name="quick",
+            vae_steps=6,
+            vae_batch_size=4,
+            images=32,
+            unet_steps=6,
+            unet_batch_size=4,
+            warmup_steps=2,
+            eval_every=0,
+            eval_count=4,
+            eval_steps=2,
+        ),
+    }
+
+
+def training_plan(name: str, **overrides) -> BaseTrainingPlan:
+    table = _plan_table()
+    if name not in table:
+        raise HypernetConfigError(f"unknown training plan {name!r}; valid plans: {', '.join(table)}")
+    return replace(table[name], **overrides)
+
+
+class _Budget:
+    """How far a stage is: the larger of the share of its steps done and the share of
+    its time used. On a machine fast enough to run every step within the time, the run
+    is exactly reproducible from its seed; on a slower or busier one the time budget
+    ends the stage early (and the summary says so), so the whole run keeps to its hour."""
+
+    def __init__(self, steps: int, minutes: float):
+        self.steps = steps
+        self.seconds = minutes * 60.0
+        self.started = time.perf_counter()
+
+    def fraction(self, step: int) -> float:
+        elapsed = time.perf_counter() - self.started
+        return max(step / max(1, self.steps), elapsed / self.seconds if self.seconds > 0 else 0.0)
+
+    def time_limited(self, step: int) -> bool:
+        return step < self.steps
+
+
+def _learning_rate_factor(fraction: float, warmup_fraction: float) -> float:
+    """Linear warm-up, then cosine decay to 10%, over the stage's progress fraction."""
+    if fraction < warmup_fraction:
+        return max(fraction / warmup_fraction, 0.01)
+    progress = (fraction - warmup_fraction) / max(1e-9, 1.0 - warmup_fraction)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _progress_bar(total: int, description: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled, mininterval=2.0, dynamic_ncols=True)
+
+
+# --- VAE -------------------------------------------------------------------------------
+
+
+def _vae_batch(rng: random.Random, count: int, style_share: float) -> torch.Tensor:
+    images = []
+    for _ in range(count):
+        scene = world.random_scene(rng)
+        roll = rng.random()
+        style = "plain" if roll >= style_share else ("water" if roll < style_share / 2 else "neon")
+        images.append(world.draw(scene, style))
+    return torch.from_numpy(world.image_array(images))
+
+
+def _anchor_loss(latent_mean: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Latent channels 0-2 should look like the picture reduced to the latent size.
+    Without it, a VAE trained for minutes keeps outlines but merges the shape colours
+    (a 4-channel cell has to learn to carry them); with it, colour is in the latents
+    from the first steps and the decoder only learns to sharpen. SD's own latents are
+    similarly colour-like."""
+    reduced = F.adaptive_avg_pool2d(pixels, latent_mean.shape[-2:])
+    return F.mse_loss(latent_mean[:, :3], reduced)
+
+
+def train_vae(vae, plan: BaseTrainingPlan, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Reconstruction (MSE + L1, for crisp flat colours) plus a small KL term; returns
+    the steps done and the last 50 steps' mean reconstruction error."""
+    rng = random.Random(plan.seed + 11)
+    torch.manual_seed(plan.seed + 11)
+    with torch.no_grad():
+        # Start the posterior narrow (std 0.05): with diffusers' default (std 1) the
+        # sampled latents drown the signal and the first hundreds of steps are wasted.
+        vae.quant_conv.bias[vae.config.latent_channels :].fill_(-6.0)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.vae_learning_rate, weight_decay=0.0)
+    vae.train()
+    recent: list[float] = []
+    budget = _Budget(plan.vae_steps, plan.vae_minutes)
+    step = 0
+    with _progress_bar(plan.vae_steps, "vae", progress) as bar:
+        while (fraction := budget.fraction(step)) < 1.0:
+            for group in optimizer.param_groups:
+                group["lr"] = plan.vae_learning_rate * _learning_rate_factor(fraction, 0.05)
+            pixels = _vae_batch(rng, plan.vae_batch_size, plan.vae_style_share)
+            posterior = vae.encode(pixels).latent_dist
+            reconstruction = vae.decode(posterior.sample()).sample
+            mse = F.mse_loss(reconstruction, pixels)
+            loss = mse + 0.5 * F.l1_loss(reconstruction, pixels) + plan.vae_kl_weight * posterior.kl().mean()
+            if plan.vae_anchor_weight:
+                loss = loss + plan.vae_anchor_weight * _anchor_loss(posterior.mean, pixels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            optimizer.step()
+            recent = (recent + [mse.item()])[-50:]
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(mse=f"{sum(recent) / len(recent):.4f}")
+            step += 1
+    vae.eval()
+    error = sum(recent) / max(1, len(recent))
+    cut = " (time budget reached)" if budget.time_limited(step) else ""
+    log(f"vae: {step} steps{cut}, reconstruction mse {error:.4f}")
+    return {"vae_steps_done": step, "vae_mse": error}
+
+
+@torch.no_grad()
+def judge_reconstructions(vae, judge, count: int = 64, seed: int = 99) -> dict[str, float]:
+    """The judge's accuracy on VAE round trips of plain pictures: the ceiling for
+    anything the UNet can draw through this decoder."""
+    from .judge import judge_images
+
+    samples = world.sample(seed, count)
+    pixels = torch.from_numpy(world.image_array([image for image, _, _ in samples]))
+    reconstructions = vae.decode(vae.encode(pixels).latent_dist.mean).sample.clamp(-1, 1)
+    predictions = judge_images(judge, reconstructions)
+    return {
+        name: sum(getattr(p, name) == getattr(scene, name) for p, (_, _, scene) in zip(predictions, samples)) / count
+        for name in ("shape", "colour", "background")
+    }
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_training_set(vae, tokenizer, plan: BaseTrainingPlan, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draws `plan.images` captioned pictures of the training combinations and returns
+    their unscaled latents (posterior means) and caption token ids."""
+    latents, captions = [], []
+    chunk = 64
+    scenes = list(world.scenes(plan.seed + 23, plan.images))
+    with _progress_bar(len(scenes), "encode", progress) as bar:
+        for start in range(0, len(scenes), chunk):
+            part = scenes[start : start + chunk]
+            pixels = torch.from_numpy(world.image_array([world.draw_plain(scene) for scene in part]))
+            latents.append(vae.encode(pixels).latent_dist.mean)
+            captions += [world.caption(scene) for scene in part]
+            bar.update(len(part))
+    input_ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    return torch.cat(latents), input_ids
+
+
+# --- UNet and text encoder -------------------------------------------------------------
+
+
+class _Average:
+    """An exponential moving average of a module's parameters, kept in a copy."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.copy = copy.deepcopy(module).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+        self._source = [p for p in module.parameters()]
+        self._target = [p for p in self.copy.parameters()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self._target, [p.detach() for p in self._source], 1.0 - decay)
+
+
+def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    alphas = scheduler.alphas_cumprod[timesteps]
+    snr = alphas / (1.0 - alphas)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def train_unet(
+    components: dict,
+    latents: torch.Tensor,
+    input_ids: torch.Tensor,
+    plan: BaseTrainingPlan,
+    judge=None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    sample_folder: Path | None = None,
+) -> tuple[dict, list[dict], int]:
+    """Trains UNet and text encoder; returns components holding the averaged weights
+    and the evaluation history (judge accuracy on generated held-out pictures)."""
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(plan.seed + 37)
+    generator = torch.Generator().manual_seed(plan.seed + 37)
+    unet, text_encoder, tokenizer = components["unet"], components["text_encoder"], components["tokenizer"]
+    noise_scheduler = DDPMScheduler(**model.NOISE_SCHEDULE)
+    scaled = latents * components["vae"].config.scaling_factor
+    empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    # The token table (49408 x 80) is most of the text encoder, yet captions use a few
+    # dozen rows: it gets sparse gradients and its own sparse Adam, everything else AdamW.
+    embedding = text_encoder.get_input_embeddings()
+    embedding.sparse = True
+    parameters = [p for p in list(unet.parameters()) + list(text_encoder.parameters()) if p is not embedding.weight]
+    optimizer = torch.optim.AdamW(parameters, lr=plan.unet_learning_rate, weight_decay=0.0, betas=(0.9, 0.99))
+    sparse_optimizer = torch.optim.SparseAdam([embedding.weight], lr=plan.unet_learning_rate, betas=(0.9, 0.99))
+    unet.train()
+    text_encoder.train()
+    unet_average = _Average(unet, plan.ema_decay)
+    text_average = _Average(text_encoder, plan.ema_decay)
+    history: list[dict] = []
+    recent: list[float] = []
+    start_time = time.perf_counter()
+
+    def averaged_components() -> dict:
+        return {**components, "unet": unet_average.copy, "text_encoder": text_average.copy}
+
+    def run_evaluation(step: int) -> None:
+        if judge is None:
+            return
+        pipeline = model.assemble_pipeline(averaged_components())
+        grid_path = None
+        if sample_folder is not None:
+            sample_folder.mkdir(parents=True, exist_ok=True)
+            grid_path = sample_folder / f"step_{step:05d}.png"
+        accuracy = evaluate.generation_accuracy(pipeline, judge, count=plan.eval_count, steps=plan.eval_steps, grid_path=grid_path)
+        entry = {"step": step, "minutes": (time.perf_counter() - start_time) / 60, "loss": sum(recent) / max(1, len(recent)), **accuracy}
+        history.append(entry)
+        log(f"step {step}: loss {entry['loss']:.4f}, held-out accuracy " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items()))
+
+    budget = _Budget(plan.unet_steps, plan.unet_minutes)
+    step = 0
+    with _progress_bar(plan.unet_steps, "unet+text", progress) as bar:
+        while (fraction := budget.fraction(step)) < 1.0:
+            for group in optimizer.param_groups + sparse_optimizer.param_groups:
+                group["lr"] = plan.unet_learning_rate * _learning_rate_factor(fraction, plan.warmup_steps / plan.unet_steps)
+            index = torch.randint(0, scaled.shape[0], (plan.unet_batch_size,), generator=generator)
+            clean = scaled[index]
+            ids = input_ids[index].clone()
+            dropped = torch.rand(plan.unet_batch_size, generator=generator) < plan.caption_dropout
+            ids[dropped] = empty_ids
+            noise = torch.randn(clean.shape, generator=generator)
+            if plan.noise_offset:
+                noise = noise + plan.noise_offset * torch.randn((*clean.shape[:2], 1, 1), generator=generator)
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (plan.unet_batch_size,), generator=generator)
+            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+            context = text_encoder(ids)[0]
+            prediction = unet(noisy, timesteps, context).sample
+            per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
+            loss = (per_sample * _snr_weights(noise_scheduler, timesteps, plan.min_snr_gamma)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            sparse_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            sparse_optimizer.step()
+            unet_average.update()
+            text_average.update()
+            recent = (recent + [per_sample.mean().item()])[-100:]
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+            step += 1
+            if plan.eval_every and step % plan.eval_every == 0 and step < plan.unet_steps:
+                run_evaluation(step)
+                unet.train()
+                text_encoder.train()
+    embedding.sparse = False
+    text_average.copy.get_input_embeddings().sparse = False
+    cut = " (time budget reached)" if budget.time_limited(step) else ""
+    log(f"unet+text: {step} steps{cut}")
+    run_evaluation(step)
+    return averaged_components(), history, step
+
+
+# --- the whole run ---------------------------------------------------------------------
+
+
+def train_base(
+    out_folder: str | Path,
+    plan: BaseTrainingPlan,
+    judge=None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    vae_from: str | Path | None = None,
+) -> dict:
+    """Trains all components from scratch and saves the pipeline (fp16, diffusers
+    layout) into `out_folder` with a `training.json` summary; returns the summary.
+    `vae_from` (a toy-model folder) reuses that VAE and skips its stage. The trained
+    VAE is saved as soon as its stage ends, and a grid of the evaluation pictures goes
+    to `samples/` at each evaluation, so a long run can be looked at while it runs."""
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+    out_folder = Path(out_folder)
+    components = model.build_components(plan.seed)
+
+    stage = time.perf_counter()
+    if vae_from is not None:
+        from diffusers import AutoencoderKL
+
+        components["vae"] = AutoencoderKL.from_pretrained(str(Path(vae_from) / "vae"), local_files_only=True, dtype=torch.float32).eval()
+        vae_result = {"vae_from": str(vae_from)}
+        log(f"vae: reused from {vae_from}")
+    else:
+        vae_result = train_vae(components["vae"], plan, progress, log)
+        copy.deepcopy(components["vae"]).to(torch.float16).save_pretrained(str(out_folder / "vae"))
+        if judge is not None:
+            vae_result["judge_on_reconstructions"] = judge_reconstructions(components["vae"], judge)
+            log("vae: judge accuracy on reconstructions " + ", ".join(f"{k} {v:.2f}" for k, v in vae_result["judge_on_reconstructions"].items()))
+    stages["vae_minutes"] = (time.perf_counter() - stage) / 60
+
+    stage = time.perf_counter()
+    latents, input_ids = encode_training_set(components["vae"], components["tokenizer"], plan, progress)
+    scaling_factor = float(1.0 / latents.std())
+    components["vae"].register_to_config(scaling_factor=scaling_factor)
+    stages["encode_minutes"] = (time.perf_counter() - stage) / 60
+    log(f"latents: {tuple(latents.shape)}, scaling factor {scaling_factor:.4f}")
+
+    stage = time.perf_counter()
+    trained, history, unet_steps_done = train_unet(components, latents, input_ids, plan, judge, progress, log, out_folder / "samples")
+    stages["unet_minutes"] = (time.perf_counter() - stage) / 60
+
+    pipeline = model.assemble_pipeline(trained)
+    folder = model.save_pipeline(pipeline, out_folder)
+    summary = {
+        "plan": asdict(plan),
+        "wall_minutes": (time.perf_counter() - started) / 60,
+        **stages,
+        **vae_result,
+        "unet_steps_done": unet_steps_done,
+        "scaling_factor": scaling_factor,
+        "evaluations": history,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (Path(folder) / "training.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    log(f"saved to {folder} after {summary['wall_minutes']:.1f} minutes")
+    return summary
