@@ -5,8 +5,6 @@
 """
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -15,18 +13,7 @@ from pathlib import Path
 import torch
 
 import hypernet
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+from common import machine
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ Importing the package is cheap: torch-backed names are resolved on first use, so
 
 from __future__ import annotations
 
+from .lazy import lazy_attributes
+
 from .errors import HypernetConfigError, HypernetError, HypernetFileError, PromptError
 
 __version__ = "0.1.0"
@@ -27,12 +29,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module_name, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hypernet' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

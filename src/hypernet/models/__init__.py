@@ -5,6 +5,8 @@ Names resolve on first use, so ``import hypernet.models`` does not import diffus
 
 from __future__ import annotations
 
+from ..lazy import lazy_attributes
+
 _LAZY = {
     "ClipTokenizer": ("hypernet.models.tokenizer", "ClipTokenizer"),
     "load_clip_tokenizer": ("hypernet.models.tokenizer", "load_clip_tokenizer"),
@@ -22,12 +24,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module_name, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hypernet.models' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

@@ -9,6 +9,8 @@ Importing this package is cheap; torch-heavy modules load on first use.
 
 from __future__ import annotations
 
+from ..lazy import lazy_attributes
+
 _LAZY = {
     "TrainingConfig": ("hypernet.training.config", "TrainingConfig"),
     "PreviewOptions": ("hypernet.training.config", "PreviewOptions"),
@@ -30,12 +32,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module_name, attribute = _LAZY[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hypernet.training' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
