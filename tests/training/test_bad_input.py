@@ -6,7 +6,7 @@ import pytest
 import hypernet
 from hypernet.errors import HypernetError
 from hypernet.network import Hypernetwork
-from hypernet.training import TrainingConfig, train
+from hypernet.training import PreviewOptions, TrainingConfig, train
 
 from .conftest import draw, make_dataset, new_network
 
@@ -88,6 +88,8 @@ def test_options_out_of_range(pipe, setup):
     assert "batch_size must be" in message and "latent_sampling 'sometimes'" in message
     message = refused(pipe, tmp_path, source, config(tmp_path, folder, width=17))
     assert "width 17 must be a multiple of 2" in message
+    message = refused(pipe, tmp_path, source, config(tmp_path, folder, preview=PreviewOptions(sampler="Euler b")))
+    assert "unknown sampler 'Euler b'" in message
 
 
 def test_a_network_that_does_not_fit_the_resume_file(pipe, setup):

@@ -187,3 +187,26 @@ def test_a_finished_schedule_returns_at_once(pipe, tmp_path):
     result = train(pipe, network, config, progress=False, log=lambda m: None)
     assert result.stop_reason == "already finished" and "ends at step 30" in result.messages[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unexpected_error_saves_the_last_complete_step_and_is_raised(pipe, tmp_path, monkeypatch):
+    folder = make_dataset(tmp_path / "data")
+    real = loss_module.diffusion_loss
+    calls = {"count": 0}
+
+    def failing(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 4:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loss_module, "diffusion_loss", failing)
+    config = TrainingConfig(data=folder, learning_rate="1e-3", max_steps=10, width=16, height=16, save_every=0,
+                            preview_every=0, run_dir=tmp_path / "run", seed=1)
+    messages = []
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(pipe, new_network(), config, output=tmp_path / "out.pt", progress=False, log=messages.append)
+    rescue = tmp_path / "run" / "hypernetworks" / "tiny-3.pt"
+    assert read_resume_point(rescue).exact and hypernet.load(rescue).step == 3
+    assert not (tmp_path / "out.pt").exists()
+    assert any("training failed at step 4" in m and "--resume" in m for m in messages)

@@ -34,8 +34,7 @@ def _probability(text: str) -> float:
 
 
 def register(sub) -> None:
-    from ..training.config import CHECKPOINTING, CLIP_MODES, LATENT_SAMPLING, PRECISIONS, RESIZE_MODES
-    from ..training.prompts import DEFAULT_TEMPLATE
+    from ..training.config import CHECKPOINTING, CLIP_MODES, DEFAULT_TEMPLATE, LATENT_SAMPLING, PRECISIONS, RESIZE_MODES
 
     parser = sub.add_parser("train", help="train a hypernetwork on a folder of images", description=__doc__,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)

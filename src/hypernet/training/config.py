@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HypernetConfigError
-from .prompts import DEFAULT_TEMPLATE
+
+DEFAULT_TEMPLATE = "style_filewords.txt"  # the webui's default
 
 LATENT_SAMPLING = ("once", "deterministic", "random")
 CLIP_MODES = ("disabled", "value", "norm")

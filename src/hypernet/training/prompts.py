@@ -20,8 +20,7 @@ from typing import Iterable, Sequence
 import torch
 
 from ..errors import HypernetConfigError, HypernetFileError
-
-DEFAULT_TEMPLATE = "style_filewords.txt"
+from .config import DEFAULT_TEMPLATE  # noqa: F401  (re-exported)
 NAME_FIELD = "[name]"
 CAPTION_FIELD = "[filewords]"
 _LEADING_NUMBERS = re.compile(r"^[\d-]+\s*")

@@ -103,7 +103,8 @@ def draw_loss_plot(history: Sequence[tuple[int, float]], path, title: str = "los
     font = ImageFont.load_default()
     steps = [s for s, _ in points]
     losses = [v for _, v in points]
-    smooth = _moving_average(losses, max(1, len(losses) // 20))
+    window = 1 if len(losses) < 4 else min(100, max(2, len(losses) // 10))
+    smooth = _moving_average(losses, window)
     x_low, x_high = min(steps), max(max(steps), min(steps) + 1)
     y_low, y_high = min(losses), max(losses)
     if y_high - y_low < 1e-12:
@@ -124,8 +125,8 @@ def draw_loss_plot(history: Sequence[tuple[int, float]], path, title: str = "los
         x = x_of(tick)
         draw.line([x, height - bottom, x, height - bottom + 4], fill=(120, 120, 120))
         draw.text((x - 10, height - bottom + 8), f"{int(tick)}", fill="black", font=font)
-    draw.text((left, 10), f"{title}  (last {losses[-1]:.5f}, mean of last {len(losses) // 20 or 1}: {smooth[-1]:.5f})",
-              fill="black", font=font)
+    draw.text((left, 10), f"{title}: last {losses[-1]:.5f}; dark line: moving average over {window} steps, "
+              f"last {smooth[-1]:.5f}", fill="black", font=font)
     draw.text((width - right - 40, height - 18), "step", fill="black", font=font)
     if len(points) > 1:
         draw.line([(x_of(s), y_of(v)) for s, v in points], fill=(170, 200, 235), width=1)

@@ -219,6 +219,10 @@ def check_inputs(config: TrainingConfig) -> Inputs:
     """The checks that need no model: options, schedule strings, template, dataset (every
     image decoded). A command line runs them before loading a checkpoint."""
     config.validate()
+    if config.preview_every:
+        from ..samplers import split_name
+
+        split_name(config.preview.sampler)  # an unknown sampler fails now, not at the first preview
     learning_rate = parse_schedule(config.learning_rate, config.max_steps, 0, "learning rate")
     clip = parse_schedule(config.clip_value, config.max_steps, 0, "clip value") if config.clip_grad != "disabled" else None
     template = prompts.find_template(config.template, prompts.template_folders(config.template_dirs))
@@ -271,6 +275,9 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
     for label, value in zip(("width", "height"), target):
         if value % scale_factor:
             raise HypernetConfigError(f"training {label} {value} must be a multiple of {scale_factor} (the VAE's scale factor)")
+    for label, value in (("width", config.preview.width), ("height", config.preview.height)):
+        if config.preview_every and value is not None and value % scale_factor:
+            raise HypernetConfigError(f"preview {label} {value} must be a multiple of {scale_factor} (the VAE's scale factor)")
 
     batch_size, accumulation = config.batch_size, config.gradient_accumulation
     if batch_size * processes > len(sources):
@@ -758,6 +765,15 @@ class _Run:
                          "latest complete step")
                 self.finish(bar, started, save=False)
                 return self.result
+        except Exception as error:
+            if bar is not None:
+                bar.close()
+            if not self.updating and self.step > self.plan.start_step:
+                self.save()  # a resumable checkpoint of the last complete step; the output file is left alone
+                self.say(f"training failed at step {self.step + 1} ({type(error).__name__}: {error}); the last complete "
+                         f"step is saved in {self.result.checkpoints[-1]}; resume from it with --resume")
+            self.network.eval()
+            raise
         if self.stop and self.result.stop_reason == "finished" and self.step < plan.end_step:
             self.result.stop_reason = "interrupted"
         self.finish(bar, started, save=True)
