@@ -17,6 +17,7 @@ def atomic_path(path, suffix: str = ".tmp"):
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
     try:
         yield Path(temporary)
         with open(temporary, "rb+") as stream:
@@ -26,6 +27,12 @@ def atomic_path(path, suffix: str = ".tmp"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def sha256(path, chunk_bytes: int = 1 << 20) -> str:
