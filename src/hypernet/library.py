@@ -114,7 +114,12 @@ class Library:
     """
 
     def __init__(self, root=DEFAULT_ROOT, extra_roots=(), include_hidden: bool = False):
-        self.roots = [Path(root), *(Path(extra) for extra in extra_roots)]
+        # The same folder named twice (say, relative and absolute) is one root, not a
+        # source of "ambiguous name" errors.
+        self.roots: list[Path] = []
+        for candidate in (Path(root), *(Path(extra) for extra in extra_roots)):
+            if not any(_same_folder(candidate, known) for known in self.roots):
+                self.roots.append(candidate)
         self.include_hidden = include_hidden
         self.warnings: list[LibraryWarning] = []
         self._entries: list[LibraryEntry] | None = None
@@ -241,8 +246,9 @@ class Library:
         return [entry for entry in entries if entry.path.resolve() == target]
 
     def resolve(self, name) -> LibraryEntry:
-        """The one file a name means. Unknown names rescan once before failing; an
-        ambiguous name fails listing every candidate."""
+        """The one file a name means. Unknown names rescan once before failing; a name
+        found in several roots means the file in the first of them; a name ambiguous
+        within one root fails listing every candidate."""
         if isinstance(name, LibraryEntry):
             return name
         query = str(name)
@@ -250,6 +256,11 @@ class Library:
         if not found:
             self.refresh()
             found = self._matches(query)
+        if len(found) > 1:
+            # Roots are searched in order: the user's folder shadows the extra ones (the
+            # package's demo networks), so a user's own `water` is simply theirs.
+            first_root = min(self._root_rank(entry) for entry in found)
+            found = [entry for entry in found if self._root_rank(entry) == first_root]
         if len(found) == 1:
             return found[0]
         if found:
@@ -261,6 +272,12 @@ class Library:
                 found,
             )
         raise UnknownNameError(self._unknown_message(query), query, self.suggestions(query))
+
+    def _root_rank(self, entry: LibraryEntry) -> int:
+        for rank, root in enumerate(self.roots):
+            if entry.root is not None and _same_folder(entry.root, root):
+                return rank
+        return len(self.roots)
 
     def suggestions(self, query: str, count: int = 5) -> list[str]:
         """The names closest to an unknown one (case-insensitive matches first)."""
@@ -381,6 +398,13 @@ class Library:
             temporary.write_text(json.dumps(data, indent=4, ensure_ascii=False), encoding="utf-8")
         self.refresh()
         return data
+
+
+def _same_folder(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve()
+    except OSError:
+        return False
 
 
 def _file_key(path: Path) -> tuple:

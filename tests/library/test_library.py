@@ -140,6 +140,24 @@ def test_extra_roots_are_listed_and_a_new_file_is_found_without_refresh(tmp_path
     assert len(library) == 2
 
 
+def test_the_users_folder_shadows_an_extra_root(tmp_path):
+    user, packaged = tmp_path / "user", tmp_path / "packaged"
+    make_network(user / "water.pt")
+    make_network(packaged / "water.pt")
+    make_network(packaged / "neon.pt")
+    library = Library(user, extra_roots=[packaged])
+    assert library.resolve("water").path == user / "water.pt"
+    assert library.resolve("neon").path == packaged / "neon.pt"
+
+
+def test_the_same_folder_given_twice_is_one_root(tmp_path, monkeypatch):
+    make_network(tmp_path / "lib" / "one.pt")
+    monkeypatch.chdir(tmp_path)
+    library = Library("lib", extra_roots=[tmp_path / "lib"])
+    assert library.resolve("one").path.name == "one.pt"  # not "ambiguous"
+    assert len(library.roots) == 1
+
+
 def test_prompt_tags_use_the_relative_name_only_when_needed(library_dir):
     library = Library(library_dir)
     assert library.prompt_tag("anime") == "<hypernet:anime:1.0>"
