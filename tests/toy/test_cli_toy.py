@@ -50,3 +50,19 @@ def test_export_single_file(tmp_path, capsys):
     assert any(key.startswith("model.diffusion_model.input_blocks.") for key in keys)
     assert any(key.startswith("first_stage_model.") for key in keys)
     assert any(key.startswith("cond_stage_model.") for key in keys)
+    # The project's single-file loader reads it back as the same model.
+    import torch
+
+    from hypernet.models.checkpoint import load_pipeline
+    from hypernet.toy import evaluate, model
+
+    shipped = model.load_toy_pipeline()
+    loaded = load_pipeline(out, progress=False)
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(shipped, name).state_dict(), getattr(loaded, name).state_dict()
+        assert set(ours) <= set(theirs), name
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours), name
+    loaded.scheduler = model.make_scheduler("ddim")
+    loaded.set_progress_bar_config(disable=True)
+    prompt = ["a red circle on a blue background"]
+    assert torch.equal(evaluate.generate(shipped, prompt, [3], steps=4), evaluate.generate(loaded, prompt, [3], steps=4))

@@ -24,6 +24,14 @@ def test_predictions_name_the_scene(toy_judge):
 
 
 @pytest.mark.parametrize("style", world.STYLES)
+def test_judge_sees_shape_and_colour_through_a_style(toy_judge, style):
+    samples = world.sample(31, 64, style)
+    predictions = judge.judge_images(toy_judge, [image for image, _, _ in samples])
+    hits = sum(p.shape == s.shape and p.colour == s.colour for p, (_, _, s) in zip(predictions, samples))
+    assert hits / len(samples) >= 0.9
+
+
+@pytest.mark.parametrize("style", world.STYLES)
 def test_style_scores_separate_base_pictures_from_style_pictures(style):
     scenes = list(world.scenes(21, 60))
     base = judge.style_score([world.draw(s, "plain") for s in scenes], style)

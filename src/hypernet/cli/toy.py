@@ -20,6 +20,11 @@ def register(sub) -> None:
     train_base.add_argument("--judge", help="judge weights for the progress evaluations (default: the shipped judge)")
     train_base.add_argument("--seed", type=int, default=0)
     train_base.add_argument("--vae-from", metavar="DIR", help="reuse the VAE of this toy-model folder and skip its training")
+    train_base.add_argument(
+        "--continue-from", metavar="DIR", help="start from this toy-model folder's weights (VAE kept) for a further stage"
+    )
+    train_base.add_argument("--unet-minutes", type=float, help="time budget of the UNet stage (default: the plan's)")
+    train_base.add_argument("--learning-rate", type=float, help="peak UNet/text learning rate (default: the plan's)")
     train_base.add_argument("--no-progress", action="store_true", help="no progress bars")
     train_base.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default %(default)s: fastest when other processes share the cores)"
@@ -69,7 +74,12 @@ def run_train_base(args) -> int:
     from ..toy import train
 
     torch.set_num_threads(max(1, args.threads))
-    plan = train.training_plan("quick" if args.quick else "full", seed=args.seed)
+    overrides = {"seed": args.seed}
+    if args.unet_minutes is not None:
+        overrides["unet_minutes"] = args.unet_minutes
+    if args.learning_rate is not None:
+        overrides["unet_learning_rate"] = args.learning_rate
+    plan = train.training_plan("quick" if args.quick else "full", **overrides)
     judge = None
     try:
         judge = judge_module.load_judge(args.judge)
@@ -77,7 +87,8 @@ def run_train_base(args) -> int:
         if args.judge:
             raise
         print(f"no judge ({error}); training without progress evaluations")
-    summary = train.train_base(args.out, plan, judge=judge, progress=not args.no_progress, vae_from=args.vae_from)
+    summary = train.train_base(args.out, plan, judge=judge, progress=not args.no_progress, vae_from=args.vae_from,
+                               continue_from=args.continue_from)
     last = summary["evaluations"][-1] if summary["evaluations"] else {}
     print(json.dumps({"wall_minutes": summary["wall_minutes"], "scaling_factor": summary["scaling_factor"], "last_evaluation": last}, indent=2))
     return 0

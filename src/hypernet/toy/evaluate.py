@@ -99,3 +99,67 @@ def grid(images: list, columns: int = 8):
     for index, image in enumerate(images):
         canvas.paste(image, ((index % columns) * width, (index // columns) * height))
     return canvas
+
+
+STYLE_MULTIPLIERS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def style_prompts(count: int = 20, seed: int = 0) -> list[tuple[str, tuple[str, str, str]]]:
+    """`count` (prompt, combination) pairs over every combination, for judging a style."""
+    rng = random.Random(seed)
+    combinations = world.training_combinations() + world.held_out_combinations()
+    chosen = [rng.choice(combinations) for _ in range(count)]
+    return [(world.plain_prompt(*combination), combination) for combination in chosen]
+
+
+@torch.no_grad()
+def style_measurements(
+    pipeline,
+    judge,
+    network,
+    style: str,
+    multipliers: Sequence[float] = STYLE_MULTIPLIERS,
+    count: int = 20,
+    seed: int = 0,
+    steps: int = DEFAULT_STEPS,
+) -> dict:
+    """How a style hypernetwork moves generated pictures towards its style set.
+
+    The same `count` prompts and seeds are generated without the network and at each
+    multiplier; the style score of each batch is compared with the score of `count`
+    pictures of the style set itself (`style_progress`: 0 = base model, 1 = style set).
+    Also reports whether multiplier 0 reproduced the base pictures bit for bit and the
+    share of pictures at the largest multiplier in which the judge still finds the shape
+    and colour asked for."""
+    from .. import attention
+    from .judge import judge_images, style_progress, style_score
+
+    pairs = style_prompts(count, seed)
+    prompts = [prompt for prompt, _ in pairs]
+    seeds = [seed * 100003 + 7 + index for index in range(count)]
+    base = generate(pipeline, prompts, seeds, steps)
+    set_pictures = [image for image, _, _ in world.sample(seed + 4242, count, style)]
+    base_score = float(style_score(base, style).mean())
+    set_score = float(style_score(set_pictures, style).mean())
+    scores, progress, pictures = {}, {}, {}
+    for multiplier in multipliers:
+        with attention.activate(pipeline.unet, [(network, multiplier)]):
+            pictures[multiplier] = generate(pipeline, prompts, seeds, steps)
+        scores[multiplier] = float(style_score(pictures[multiplier], style).mean())
+        progress[multiplier] = style_progress(base_score, scores[multiplier], set_score)
+    strongest = max(multipliers)
+    predictions = judge_images(judge, pictures[strongest])
+    content = sum(p.shape == shape and p.colour == colour for p, (_, (shape, colour, _)) in zip(predictions, pairs)) / count
+    ordered = [scores[m] for m in sorted(multipliers)]
+    return {
+        "style": style,
+        "base_score": base_score,
+        "set_score": set_score,
+        "scores": scores,
+        "progress": progress,
+        "monotone": all(a <= b for a, b in zip(ordered, ordered[1:])),
+        "zero_is_identical": bool(torch.equal(pictures[0.0], base)) if 0.0 in pictures else None,
+        "content_at_strongest": content,
+        "pictures": pictures,
+        "base_pictures": base,
+    }

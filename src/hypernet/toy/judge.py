@@ -6,12 +6,11 @@ The style scores are meant for comparisons ("at multiplier 1 the score moves >= 
 the way from the base model's pictures to the style set's"), so they are plain,
 monotone measurements of the look that each style transform draws:
 
-* ``water``: *wave energy*. Pixels are "bluish" by how much blue exceeds both red and
-  green (0 at 0.05, 1 at 0.35, linear between). For each pixel and the pixel
-  ``WAVE_LAG`` rows below it, the absolute difference of their brightness is weighted
-  by the smaller of the two bluish weights; the score is the mean over the picture,
-  times 10. Flat blue areas (a blue background) and edges between a blue and a
-  non-blue area score nothing; blue bands alternating light and dark score high.
+* ``water``: *ripple energy*. With the brightness of a pixel the mean of R, G, B,
+  the mean absolute brightness difference between pixels ``WAVE_LAG`` rows apart minus
+  the same between pixels ``WAVE_LAG`` columns apart, times 10. Flat areas score
+  nothing and the outline of a shape scores about as much across as along (so it
+  cancels); horizontal bands alternating light and dark score high.
 * ``neon``: *outline energy*. The white top-hat of the brightness (max of R, G, B):
   brightness minus its morphological opening with a ``TOPHAT_SIZE`` square, which keeps
   bright structures thinner than the square (glowing outlines) and removes filled
@@ -54,14 +53,11 @@ def _pixels(images) -> torch.Tensor:
 
 
 def water_score(images) -> torch.Tensor:
-    """Wave energy per image (see the module docstring)."""
-    pixels = _pixels(images)
-    red, green, blue = pixels[:, 0], pixels[:, 1], pixels[:, 2]
-    bluish = ((blue - torch.maximum(red, green) - 0.05) / 0.30).clamp(0, 1)
-    brightness = pixels.amax(dim=1)
-    difference = (brightness[:, WAVE_LAG:] - brightness[:, :-WAVE_LAG]).abs()
-    weight = torch.minimum(bluish[:, WAVE_LAG:], bluish[:, :-WAVE_LAG])
-    return 10.0 * (difference * weight).mean(dim=(1, 2))
+    """Ripple energy per image (see the module docstring)."""
+    brightness = _pixels(images).mean(dim=1)
+    along_columns = (brightness[:, WAVE_LAG:, :] - brightness[:, :-WAVE_LAG, :]).abs().mean(dim=(1, 2))
+    along_rows = (brightness[:, :, WAVE_LAG:] - brightness[:, :, :-WAVE_LAG]).abs().mean(dim=(1, 2))
+    return 10.0 * (along_columns - along_rows)
 
 
 def neon_score(images) -> torch.Tensor:
@@ -160,6 +156,16 @@ def _labels(scenes: Sequence[world.Scene]) -> dict[str, torch.Tensor]:
     }
 
 
+STYLE_SHARE = 0.3  # share of the judge's training pictures drawn in a style (half each)
+
+
+def _training_style(rng: random.Random) -> str:
+    """The judge answers "which shape, which colour" through a style too, so it can
+    check that a style hypernetwork changed the look and kept the content."""
+    roll = rng.random()
+    return "plain" if roll >= STYLE_SHARE else ("water" if roll < STYLE_SHARE / 2 else "neon")
+
+
 def _all_combinations() -> list[tuple[str, str, str]]:
     return world.training_combinations() + world.held_out_combinations()
 
@@ -172,8 +178,9 @@ def train_judge(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[Judge, dict[str, float]]:
-    """Trains the judge on fresh, degraded pictures of every combination (the judge is
-    a measuring instrument, so it may see the combinations the model is denied) and
+    """Trains the judge on fresh, degraded pictures of every combination, plain and
+    styled (the judge is a measuring instrument, so it may see the combinations the
+    model is denied) and
     returns it with its accuracy per head on 512 clean held-out pictures."""
     from tqdm import tqdm
 
@@ -187,11 +194,14 @@ def train_judge(
     bar = tqdm(range(steps), desc="judge", disable=not progress, mininterval=2.0)
     for step in bar:
         scenes = [world.random_scene(rng, rng.choice(combinations)) for _ in range(batch_size)]
-        images = [_degrade(world.draw_plain(scene), rng) for scene in scenes]
+        styles = [_training_style(rng) for _ in scenes]
+        images = [_degrade(world.draw(scene, style), rng) for scene, style in zip(scenes, styles)]
         pixels = torch.from_numpy(world.image_array(images))
         logits = judge(pixels)
         labels = _labels(scenes)
-        loss = sum(F.cross_entropy(logits[name], labels[name]) for name in HEADS)
+        # Neon pictures are drawn on a night background whatever the caption says.
+        labels["background"][torch.tensor([style == "neon" for style in styles])] = -100
+        loss = sum(F.cross_entropy(logits[name], labels[name], ignore_index=-100) for name in HEADS)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -42,7 +42,9 @@ UNET_CONFIG = {
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     "mid_block_type": "UNetMidBlock2DCrossAttn",
     "cross_attention_dim": TEXT_WIDTH,
-    "attention_head_dim": 4,  # diffusers' legacy name: this is the number of heads, as in SD 1.x
+    # diffusers' legacy name: this is the number of heads, as in SD 1.x. Two heads (16 and
+    # 32 channels each) train ~25% faster on a CPU than four narrow ones.
+    "attention_head_dim": 2,
     "norm_num_groups": 8,
 }
 

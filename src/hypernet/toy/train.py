@@ -37,16 +37,19 @@ class BaseTrainingPlan:
     vae_style_share: float = 0.15  # share of VAE pictures drawn in a style (half water, half neon)
     vae_anchor_weight: float = 1.0  # pulls latent channels 0-2 towards the 4x-reduced RGB picture
     images: int = 10000  # captioned pictures for the UNet, encoded once
-    unet_steps: int = 5000
-    unet_minutes: float = 36.0
-    unet_batch_size: int = 32
+    unet_steps: int = 9000
+    unet_minutes: float = 42.0
+    # Small batches: in a run this short, more updates beat larger ones (per picture
+    # seen, batch 16 learnt faster than 32 in the measured runs).
+    unet_batch_size: int = 8
     unet_learning_rate: float = 1e-3
     warmup_steps: int = 200
     ema_decay: float = 0.998
     min_snr_gamma: float = 5.0
+    timestep_spread: float = 1.0  # logit-normal timestep sampling (0: uniform), see _sample_timesteps
     caption_dropout: float = 0.1
     noise_offset: float = 0.05  # a little per-channel offset noise, for pure black and white backgrounds
-    eval_every: int = 500  # 0: only at the end
+    eval_every: int = 1500  # 0: only at the end
     eval_count: int = 32
     eval_steps: int = evaluate.DEFAULT_STEPS
 
@@ -237,6 +240,17 @@ def _snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tens
     return torch.clamp(snr, max=gamma) / snr
 
 
+def _sample_timesteps(count: int, total: int, spread: float, generator: torch.Generator) -> torch.Tensor:
+    """Training timesteps. Uniform sampling spends most steps where min-SNR weighting
+    makes them count little (nearly clean or pure noise); the shape of the picture is
+    decided in between, so a short run learns it much sooner when timesteps come from a
+    logit-normal distribution centred there (the ends still occur)."""
+    if spread <= 0:
+        return torch.randint(0, total, (count,), generator=generator)
+    fraction = torch.sigmoid(torch.randn(count, generator=generator) * spread)
+    return (fraction * total).long().clamp(0, total - 1)
+
+
 def train_unet(
     components: dict,
     latents: torch.Tensor,
@@ -302,7 +316,7 @@ def train_unet(
             noise = torch.randn(clean.shape, generator=generator)
             if plan.noise_offset:
                 noise = noise + plan.noise_offset * torch.randn((*clean.shape[:2], 1, 1), generator=generator)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (plan.unet_batch_size,), generator=generator)
+            timesteps = _sample_timesteps(plan.unet_batch_size, noise_scheduler.config.num_train_timesteps, plan.timestep_spread, generator)
             noisy = noise_scheduler.add_noise(clean, noise, timesteps)
             context = text_encoder(ids)[0]
             prediction = unet(noisy, timesteps, context).sample
@@ -343,16 +357,25 @@ def train_base(
     progress: bool = True,
     log: Callable[[str], None] = print,
     vae_from: str | Path | None = None,
+    continue_from: str | Path | None = None,
 ) -> dict:
     """Trains all components from scratch and saves the pipeline (fp16, diffusers
     layout) into `out_folder` with a `training.json` summary; returns the summary.
-    `vae_from` (a toy-model folder) reuses that VAE and skips its stage. The trained
+    `vae_from` (a toy-model folder) reuses that VAE and skips its stage;
+    `continue_from` (a toy-model folder) starts UNet and text encoder from its weights
+    too, for a second training stage. The trained
     VAE is saved as soon as its stage ends, and a grid of the evaluation pictures goes
     to `samples/` at each evaluation, so a long run can be looked at while it runs."""
     started = time.perf_counter()
     stages: dict[str, float] = {}
     out_folder = Path(out_folder)
     components = model.build_components(plan.seed)
+    if continue_from is not None:
+        # A second stage on top of an earlier run: all weights from there, the VAE kept.
+        earlier = model.load_toy_pipeline(folder=continue_from)
+        for name in ("unet", "text_encoder"):
+            components[name] = getattr(earlier, name).train()
+        vae_from = continue_from
 
     stage = time.perf_counter()
     if vae_from is not None:
@@ -384,6 +407,7 @@ def train_base(
     folder = model.save_pipeline(pipeline, out_folder)
     summary = {
         "plan": asdict(plan),
+        "continued_from": str(continue_from) if continue_from is not None else None,
         "wall_minutes": (time.perf_counter() - started) / 60,
         **stages,
         **vae_result,

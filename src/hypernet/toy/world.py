@@ -111,7 +111,9 @@ def random_scene(rng: random.Random, combination: tuple[str, str, str] | None = 
         combination = rng.choice(training_combinations())
     shape, colour, background = combination
     size_word = rng.choice(("small", "medium", "medium", "large"))
-    radius = {"small": rng.uniform(11, 14), "medium": rng.uniform(15, 19), "large": rng.uniform(20, 24)}[size_word]
+    # Radii start at 14 px (3.5 latent cells): smaller circles and squares differ by a
+    # cell or two and a small model draws them as the same blob.
+    radius = {"small": rng.uniform(14, 17), "medium": rng.uniform(18, 21), "large": rng.uniform(22, 25)}[size_word]
     margin = radius + 2
     center = (rng.uniform(margin, IMAGE_SIZE - margin), rng.uniform(margin, IMAGE_SIZE - margin))
     jitter = tuple(rng.randint(-12, 12) for _ in range(3))
@@ -207,20 +209,24 @@ def draw_plain(scene: Scene) -> Image.Image:
     return _composite(background, foreground, shape_mask(scene))
 
 
-WATER_LIGHT = np.array((120, 200, 255), dtype=np.float32)
-WATER_DARK = np.array((10, 60, 170), dtype=np.float32)
 WATER_PERIOD = 10.0  # pixels between wave crests
+WATER_LIGHTEN = 0.55  # light bands: this share of the way from the shape colour to white
+WATER_DARKEN = 0.4  # dark bands: the shape colour times this
 
 
 def draw_water(scene: Scene) -> Image.Image:
-    """'water': the shape is filled with horizontal blue waves (light and dark blue
-    bands, bent by a sine); the background stays as captioned. Measured by the judge's
-    wave energy: vertical contrast of bluish pixels."""
+    """'water': the shape is filled with rippling horizontal bands, light and dark
+    shades of its own colour bent by a sine, so the colour and shape asked for stay
+    recognisable; the background stays as captioned. Measured by the judge's wave
+    energy: brightness contrast along columns in excess of the contrast along rows."""
     ys, xs = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
     phase = (scene.center[0] * 0.37 + scene.radius) % (2 * math.pi)
     wave = np.sin(2 * math.pi * (ys + 2.0 * np.sin(xs * 2 * math.pi / 16.0 + phase)) / WATER_PERIOD)
     blend = (wave[..., None] + 1.0) / 2.0
-    foreground = WATER_DARK * (1.0 - blend) + WATER_LIGHT * blend
+    colour = np.array(_colour(scene), dtype=np.float32)
+    light = colour + (255.0 - colour) * WATER_LIGHTEN
+    dark = colour * WATER_DARKEN
+    foreground = dark * (1.0 - blend) + light * blend
     background = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), _background(scene), dtype=np.float32)
     return _composite(background, foreground, shape_mask(scene))
 
