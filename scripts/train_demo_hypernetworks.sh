@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Trains the two demo hypernetworks shipped in the package's default library
+# (src/hypernet/data/hypernetworks): one per style set of the embedded model's world,
+# with `hypernet create` + `hypernet train` and options close to the webui's defaults
+# (1-2-1 linear MLP, Normal init, batch size 4, 40 captioned pictures). Then writes a
+# preview (a strength grid) and a description beside each file; judge them with
+# scripts/measure_demo_hypernetworks.py. Usage: [STEPS=N] [SIZES=a,b] [LR=schedule]
+# bash scripts/train_demo_hypernetworks.sh [STYLE ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh >/dev/null
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+hn=.venv/bin/hypernet
+library=src/hypernet/data/hypernetworks
+work=${WORK_DIR:-outputs/demo-hypernetworks}
+steps=${STEPS:-3000}
+sizes=${SIZES:-80,32,64}
+mkdir -p "$library" "$work"
+for style in "${@:-water neon}"; do
+  for name in $style; do
+    data="$work/$name-set"
+    rm -rf "$data" "$work/$name-run"
+    $hn toy style-set "$name" "$data" --count 40 --seed 0
+    $hn create "$name" --sizes "$sizes" --dir "$library" --seed 0 --overwrite \
+      --optional-info "demo: the '$name' style of the embedded toy world"
+    $hn train "$name" --data "$data" --hypernet-dir "$library" --template hypernetwork.txt \
+      --learning-rate "${LR:-1e-3:$((steps / 2)), 3e-4:$steps}" --max-steps "$steps" \
+      --batch-size 4 --seed 0 --no-optimizer-state --preview-every 0 --save-every 0 \
+      --run-dir "$work/$name-run" --quiet
+    $hn grid "a green triangle on a white background" --hypernet "$name" --multipliers 0,0.5,1 --seeds 3 \
+      --hypernet-dir "$library" --out "$work" --output "$library/$name.preview.png" --quiet
+    case $name in
+      water) look="fills shapes with rippling light and dark bands of their own colour" ;;
+      neon) look="turns the background to night and draws shapes as glowing outlines" ;;
+      *) look="draws the '$name' style" ;;
+    esac
+    printf '%s\n' "Demo hypernetwork for the embedded toy model: $look. Trained by scripts/train_demo_hypernetworks.sh ($steps steps on 40 pictures of 'hypernet toy style-set $name'). Try <hypernet:$name:0.7>." \
+      > "$library/$name.txt"
+  done
+done
