@@ -30,6 +30,8 @@ def test_a_second_stage_continues_from_the_first_weights(tmp_path):
     assert summary["continued_from"] == str(first) and summary["plan"]["unet_learning_rate"] == 1e-9
     before, after = model.load_toy_pipeline(folder=first), model.load_toy_pipeline(folder=second)
     assert all(torch.equal(a, b) for a, b in zip(before.vae.parameters(), after.vae.parameters()))
+    # the continued UNet learnt on latents at the first stage's scale: it is kept
+    assert after.vae.config.scaling_factor == before.vae.config.scaling_factor
     # a vanishing learning rate keeps the continued weights next to the first stage's
     for a, b in zip(before.unet.parameters(), after.unet.parameters()):
         assert torch.allclose(a, b, atol=1e-3)
@@ -52,3 +54,26 @@ def test_unknown_plan_lists_the_valid_ones():
 
     with pytest.raises(HypernetConfigError, match="full, quick"):
         train.training_plan("huge")
+
+
+def test_a_styles_stage_adds_styled_pictures_under_their_name_to_the_same_scenes():
+    components = model.build_components(0)
+    plain_plan = train.training_plan("quick", images=48, unet_style_share=0.0)
+    styled_plan = train.training_plan("quick", images=48, unet_style_share=0.5)
+    encode = lambda plan: train.encode_training_set(components["vae"], components["tokenizer"], plan, progress=False)
+    plain_latents, plain_ids = encode(plain_plan)
+    styled_latents, styled_ids = encode(styled_plan)
+    # (CLIP's decoder puts a space before commas)
+    decode = lambda ids: [text.replace(" ,", ",") for text in components["tokenizer"].batch_decode(ids, skip_special_tokens=True)]
+    plain_captions, styled_captions = decode(plain_ids), decode(styled_ids)
+    named = {"water": 0, "neon": 0}
+    for index, (plain, styled) in enumerate(zip(plain_captions, styled_captions)):
+        if styled == plain:  # an unstyled picture: the very same scene and latent as without styles
+            assert torch.equal(plain_latents[index], styled_latents[index])
+            continue
+        style = styled.rsplit(",", 1)[-1].strip().removesuffix(" style")
+        assert styled == f"{plain}, {style} style" and style in named, styled
+        assert not torch.equal(plain_latents[index], styled_latents[index])  # drawn in the style
+        named[style] += 1
+    assert named["water"] >= 8 and named["neon"] >= 8, named  # about half of 48, both styles
+

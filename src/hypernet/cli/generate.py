@@ -39,7 +39,10 @@ def add_sampling_arguments(parser) -> None:
 
 def register(sub) -> None:
     parser = sub.add_parser("generate", help="generate images (txt2img)", description=__doc__)
-    parser.add_argument("prompt", nargs="?", default=None, help="prompt; <hypernet:NAME:MULTIPLIER> tags pick hypernetworks")
+    parser.add_argument(
+        "prompt", nargs="*", help="prompt; <hypernet:NAME:MULTIPLIER> tags pick hypernetworks; "
+        "several prompts are generated one after the other with the model loaded once",
+    )
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=-1, help="seed (default -1: random); image i of a batch uses seed+i")
     parser.add_argument("--batch-size", type=int, default=1)
@@ -59,19 +62,23 @@ def run(args) -> int:
         text = read_png_infotext(args.from_png)
         if not text:
             raise HypernetError(f"{args.from_png}: has no 'parameters' infotext to reproduce")
-        request = request_from_infotext(text)
-    elif args.prompt is None:
-        raise HypernetError("give a PROMPT or --from-png FILE")
+        requests = [request_from_infotext(text)]
+    elif not args.prompt:
+        raise HypernetError("give a PROMPT (or several) or --from-png FILE")
     else:
         width, height = args.size or (None, None)
-        request = Request(
-            prompt=args.prompt, negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg, seed=args.seed,
-            width=width, height=height, sampler=args.sampler, schedule=args.schedule,
-            batch_size=args.batch_size, batch_count=args.batch_count,
-        )
+        requests = [
+            Request(
+                prompt=prompt, negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg, seed=args.seed,
+                width=width, height=height, sampler=args.sampler, schedule=args.schedule,
+                batch_size=args.batch_size, batch_count=args.batch_count,
+            )
+            for prompt in args.prompt
+        ]
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir)
-    results = generator.generate(request, progress=not args.quiet)
-    for path, result in zip(save_results(results, args.out), results):
-        print(f"{path}  seed {result.seed}")
+    for request in requests:
+        results = generator.generate(request, progress=not args.quiet)
+        for path, result in zip(save_results(results, args.out), results):
+            print(f"{path}  seed {result.seed}")
     return 0

@@ -14,7 +14,7 @@ def register(sub) -> None:
     toy = parser.add_subparsers(dest="toy_command", metavar="TOY_COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
-    train_base = toy.add_parser("train-base", help="train the toy model from scratch (about 45 minutes on 2 CPU cores)")
+    train_base = toy.add_parser("train-base", help="train the toy model from scratch (under an hour on 2 CPU cores)")
     train_base.add_argument("--quick", action="store_true", help="tiny step counts: proves the code path in seconds")
     train_base.add_argument("--out", default="toy-model", help="folder to write (diffusers layout); default %(default)s")
     train_base.add_argument("--judge", help="judge weights for the progress evaluations (default: the shipped judge)")

@@ -37,8 +37,13 @@ class BaseTrainingPlan:
     vae_style_share: float = 0.15  # share of VAE pictures drawn in a style (half water, half neon)
     vae_anchor_weight: float = 1.0  # pulls latent channels 0-2 towards the 4x-reduced RGB picture
     images: int = 10000  # captioned pictures for the UNet, encoded once
-    unet_steps: int = 9000
-    unet_minutes: float = 42.0
+    # Share of those pictures drawn in a style, captioned with the style's name (see
+    # world.styled_caption); the rest are plain. Real SD knows many looks by name, and a
+    # hypernetwork's job is to bring one out without the words; a base that never saw
+    # a look can only be bent towards it, shapes and all.
+    unet_style_share: float = 0.25
+    unet_steps: int = 10000
+    unet_minutes: float = 47.0
     # Small batches: in a run this short, more updates beat larger ones (per picture
     # seen, batch 16 learnt faster than 32 in the measured runs).
     unet_batch_size: int = 8
@@ -116,13 +121,19 @@ def _progress_bar(total: int, description: str, enabled: bool):
 # --- VAE -------------------------------------------------------------------------------
 
 
+def _roll_style(rng: random.Random, style_share: float) -> str:
+    """Returns "plain", or with probability `style_share` one of the styles (equally often)."""
+    roll = rng.random()
+    if roll >= style_share:
+        return "plain"
+    return world.STYLES[min(int(roll / style_share * len(world.STYLES)), len(world.STYLES) - 1)]
+
+
 def _vae_batch(rng: random.Random, count: int, style_share: float) -> torch.Tensor:
     images = []
     for _ in range(count):
         scene = world.random_scene(rng)
-        roll = rng.random()
-        style = "plain" if roll >= style_share else ("water" if roll < style_share / 2 else "neon")
-        images.append(world.draw(scene, style))
+        images.append(world.draw(scene, _roll_style(rng, style_share)))
     return torch.from_numpy(world.image_array(images))
 
 
@@ -199,16 +210,20 @@ def judge_reconstructions(vae, judge, count: int = 64, seed: int = 99) -> dict[s
 @torch.no_grad()
 def encode_training_set(vae, tokenizer, plan: BaseTrainingPlan, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws `plan.images` captioned pictures of the training combinations and returns
-    their unscaled latents (posterior means) and caption token ids."""
+    their unscaled latents (posterior means) and caption token ids. The scenes do not
+    depend on `plan.unet_style_share` (styles are rolled from a separate generator), so
+    runs with different shares (or a continued run) see the same scenes."""
     latents, captions = [], []
     chunk = 64
     scenes = list(world.scenes(plan.seed + 23, plan.images))
+    style_rng = random.Random(plan.seed + 29)
+    styles = [_roll_style(style_rng, plan.unet_style_share) for _ in scenes]
     with _progress_bar(len(scenes), "encode", progress) as bar:
         for start in range(0, len(scenes), chunk):
-            part = scenes[start : start + chunk]
-            pixels = torch.from_numpy(world.image_array([world.draw_plain(scene) for scene in part]))
+            part = list(zip(scenes[start : start + chunk], styles[start : start + chunk]))
+            pixels = torch.from_numpy(world.image_array([world.draw(scene, style) for scene, style in part]))
             latents.append(vae.encode(pixels).latent_dist.mean)
-            captions += [world.caption(scene) for scene in part]
+            captions += [world.styled_caption(scene, style) for scene, style in part]
             bar.update(len(part))
     input_ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     return torch.cat(latents), input_ids
@@ -394,8 +409,12 @@ def train_base(
 
     stage = time.perf_counter()
     latents, input_ids = encode_training_set(components["vae"], components["tokenizer"], plan, progress)
-    scaling_factor = float(1.0 / latents.std())
-    components["vae"].register_to_config(scaling_factor=scaling_factor)
+    if continue_from is None:
+        scaling_factor = float(1.0 / latents.std())
+        components["vae"].register_to_config(scaling_factor=scaling_factor)
+    else:
+        # The UNet being continued learnt on latents at the earlier run's scale.
+        scaling_factor = float(components["vae"].config.scaling_factor)
     stages["encode_minutes"] = (time.perf_counter() - stage) / 60
     log(f"latents: {tuple(latents.shape)}, scaling factor {scaling_factor:.4f}")
 

@@ -283,6 +283,14 @@ def sample(seed: int, count: int, style: str = "plain", combinations=None) -> li
     return [(draw(scene, style), caption(scene), scene) for scene in scenes(seed, count, combinations)]
 
 
+def styled_caption(scene: Scene, style: str) -> str:
+    """The base model's caption for a picture in `style`: the content, then the look
+    by name ("a red circle on a blue background, water style"); plain pictures get the
+    plain caption. Only the base model's training uses these; hypernetwork style sets
+    do not name the look (see `style_caption`)."""
+    return caption(scene) if style == "plain" else f"{caption(scene)}, {style} style"
+
+
 def style_caption(scene: Scene, style: str) -> str:
     """Captions for a style set describe the content, as a webui training set would;
     the hypernetwork has to learn the look itself."""
