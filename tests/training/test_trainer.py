@@ -125,6 +125,16 @@ def test_outputs_of_a_run(reference):
 
 
 def test_resume_after_stopping_at_50_ends_with_the_same_weights(reference, pipe, tmp_path):
+    # Ctrl-C as in a terminal: a shell's background job starts with SIGINT ignored, and the
+    # trainer (rightly) leaves an ignored SIGINT alone.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _stop_at_50_then_resume(reference, pipe, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_at_50_then_resume(reference, pipe, tmp_path):
     source = tmp_path / "tiny.pt"
     source.write_bytes((reference["root"] / "library" / "tiny.pt").read_bytes())  # never trained: step 0
     reference["untouched"].save(source)
