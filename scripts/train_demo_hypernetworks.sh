@@ -16,9 +16,8 @@ library=src/hypernet/data/hypernetworks
 work=${WORK_DIR:-outputs/demo-hypernetworks}
 recipe() {  # STYLE -> "steps sizes schedule"
   case $1 in
-    water) echo "3000 80,32,64 1e-3:1500,3e-4:3000" ;;
     neon) echo "1500 80 1e-3:1000,3e-4:1500" ;;  # 80: the text width, cross-attention only
-    *) echo "3000 80,32,64 1e-3:1500,3e-4:3000" ;;
+    *) echo "3000 80,32,64 1e-3:1500,3e-4:3000" ;;  # water, and any other style
   esac
 }
 mkdir -p "$library" "$work"
