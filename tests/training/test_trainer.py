@@ -220,3 +220,27 @@ def test_an_unexpected_error_saves_the_last_complete_step_and_is_raised(pipe, tm
     assert read_resume_point(rescue).exact and hypernet.load(rescue).step == 3
     assert not (tmp_path / "out.pt").exists()
     assert any("training failed at step 4" in m and "--resume" in m for m in messages)
+
+
+def test_caption_dropout_trains_that_share_on_the_unconditional_prompt_from_the_cache(pipe, tmp_path, monkeypatch):
+    """Classifier-free guidance also runs the network on the empty prompt; caption dropout
+    trains on it (encoded once beside the captions, never per step)."""
+    from hypernet.training import conditioning
+
+    seen, real = [], conditioning.TextConditioning.__call__
+
+    def recording(self, texts, device, dtype):
+        seen.extend(texts)
+        return real(self, texts, device, dtype)
+
+    monkeypatch.setattr(conditioning.TextConditioning, "__call__", recording)
+    folder = make_dataset(tmp_path / "data")
+    config = TrainingConfig(data=folder, learning_rate="1e-3", max_steps=60, batch_size=2, width=16, height=16,
+                            save_every=0, preview_every=0, run_dir=tmp_path / "run", seed=5, caption_dropout=0.4)
+    train(pipe, new_network(), config, progress=False, log=lambda m: None)
+    empty = seen.count("")
+    assert len(seen) == 120 and 0.25 < empty / len(seen) < 0.55, empty
+    assert all("a " in text for text in seen if text)  # the rest are captioned template lines
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["config"]["caption_dropout"] == 0.4
+    with pytest.raises(hypernet.HypernetConfigError, match="caption_dropout must be in"):
+        config.replace(caption_dropout=1.0).validate()

@@ -74,6 +74,9 @@ def register(sub) -> None:
     images.add_argument("--filename-join", default=" ", help="string joining those words")
     images.add_argument("--shuffle-tags", action="store_true", help="shuffle the caption's comma-separated tags")
     images.add_argument("--tag-dropout", type=_probability, default=0.0, help="drop each tag with this probability")
+    images.add_argument("--caption-dropout", type=_probability, default=0.0,
+                        help="train this share of examples on the empty prompt (the unconditional branch of CFG), "
+                             "so the look reaches pictures generated with guidance (not in the webui)")
     images.add_argument("--latent-sampling", choices=LATENT_SAMPLING, default="once")
     images.add_argument("--use-alpha-weight", action="store_true", help="weight the loss by the PNG alpha channel")
 
@@ -122,7 +125,7 @@ def config_from_args(args):
         gradient_accumulation=args.gradient_accumulation, max_steps=args.max_steps, width=width, height=height,
         resize=args.resize, flip=args.flip, template=args.template, template_dirs=tuple(args.template_dir),
         filename_word_regex=args.filename_word_regex, filename_join=args.filename_join,
-        shuffle_tags=args.shuffle_tags, tag_dropout=args.tag_dropout, latent_sampling=args.latent_sampling,
+        shuffle_tags=args.shuffle_tags, tag_dropout=args.tag_dropout, caption_dropout=args.caption_dropout, latent_sampling=args.latent_sampling,
         clip_grad=args.clip_grad, clip_value=args.clip_value, use_alpha_weight=args.use_alpha_weight,
         save_every=args.save_every, preview_every=args.preview_every,
         preview=PreviewOptions(prompt=args.preview_prompt, negative_prompt=args.preview_negative,

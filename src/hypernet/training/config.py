@@ -55,6 +55,7 @@ class TrainingConfig:
     filename_join: str = " "
     shuffle_tags: bool = False
     tag_dropout: float = 0.0
+    caption_dropout: float = 0.0  # share of examples trained on the empty (unconditional) prompt
     latent_sampling: str = "once"
     clip_grad: str = "disabled"
     clip_value: str = "0.1"  # schedule string, same grammar as the learning rate
@@ -109,6 +110,8 @@ class TrainingConfig:
                 problems.append(f"{name} {getattr(self, name)!r} is not one of {', '.join(valid)}")
         if not 0 <= self.tag_dropout < 1:
             problems.append(f"tag_dropout must be in [0, 1) (got {self.tag_dropout!r})")
+        if not 0 <= self.caption_dropout < 1:
+            problems.append(f"caption_dropout must be in [0, 1) (got {self.caption_dropout!r})")
         if self.seed is not None and not isinstance(self.seed, int):
             problems.append(f"seed must be a whole number (got {self.seed!r})")
         preview = self.preview

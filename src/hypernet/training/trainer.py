@@ -189,6 +189,7 @@ def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulatio
         "latent_sampling": config.latent_sampling,
         "shuffle_tags": config.shuffle_tags,
         "tag_dropout": config.tag_dropout,
+        "caption_dropout": config.caption_dropout,
         "use_alpha_weight": config.use_alpha_weight,
         "learning_rate": config.learning_rate,
         "clip": f"{config.clip_grad}:{config.clip_value}" if config.clip_grad != "disabled" else "disabled",
@@ -521,6 +522,8 @@ class _Run:
             else:
                 texts.append(prompts.training_prompt(plan.template_lines, example.source.caption, plan.name, generator,
                                                      self.config.shuffle_tags, self.config.tag_dropout))
+            if self.config.caption_dropout > 0 and float(torch.rand((), generator=generator)) < self.config.caption_dropout:
+                texts[-1] = prompts.UNCONDITIONAL_PROMPT
             if example.weight is not None:
                 weights.append(example.weight[variant])
         if not latents:
@@ -694,7 +697,8 @@ class _Run:
         self.text = conditioning.TextConditioning(pipe, config.text_cache_size)
         pipe.text_encoder.to(plan.device)
         if not config.prompts_vary:
-            self.text.precompute([self.fixed_prompt(e) for e in self.dataset.examples])
+            fixed = [self.fixed_prompt(e) for e in self.dataset.examples]
+            self.text.precompute(fixed + ([prompts.UNCONDITIONAL_PROMPT] if config.caption_dropout > 0 else []))
             pipe.text_encoder.to("cpu")  # every prompt is cached: the encoder leaves the accelerator
 
         network = self.network
