@@ -7,6 +7,7 @@ reset once the model is loaded; CUDA: max_memory_allocated), and times one UNet 
 first as its unit. Prints a markdown table.
 
     python benchmarks/training_speed.py [--model auto|toy|sd15|PATH] [--size 128] [--steps 3] [--threads 1]
+                                        [--network default|cross]
 
 `auto` uses the embedded toy model when it is present, else a randomly initialised
 SD 1.5-architecture pipeline at a small resolution.
@@ -64,7 +65,7 @@ class Memory:
         return peak, peak - self.baseline
 
 
-def build(model: str, size: int):
+def build(model: str, size: int, network_kind: str = "default"):
     import torch
 
     from hypernet.network import Hypernetwork
@@ -90,6 +91,8 @@ def build(model: str, size: int):
         pipe, name = load_pipeline(model, device=device), Path(model).name
     pipe.set_progress_bar_config(disable=True)
     widths = attention_widths(pipe.unet)
+    if network_kind == "cross":
+        widths = [pipe.unet.config.cross_attention_dim]
     network = Hypernetwork.create(sizes=widths, generator_seed=0, name="bench")
     return pipe, network, name, device
 
@@ -248,7 +251,7 @@ def child(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe, network, name, device = build(args.model, args.size)
+    pipe, network, name, device = build(args.model, args.size, args.network)
     with tempfile.TemporaryDirectory() as temporary:
         folder = write_images(Path(temporary) / "data", args.size)
         time_forward(pipe, device, args.size, args.batch_size, 1, 1)  # warm-up; the process's baseline memory
@@ -267,6 +270,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="measured steps per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--network", choices=["default", "cross"], default="default",
+                        help="default: every attention width; cross: the text width only (cross-attention)")
     parser.add_argument("--variant", choices=["ours", "webui"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -275,7 +280,7 @@ def main() -> None:
     results = {}
     for variant in ("ours", "webui"):
         command = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--size", str(args.size),
-                   "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                   "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup), "--network", args.network]
         if args.threads:
             command += ["--threads", str(args.threads)]
         output = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
