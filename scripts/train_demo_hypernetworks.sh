@@ -42,7 +42,7 @@ for style in "${@:-water neon}"; do
       neon) look="turns the background to night and draws shapes as glowing outlines" ;;
       *) look="draws the '$name' style" ;;
     esac
-    printf '%s\n' "Demo hypernetwork for the embedded toy model: $look. Trained by scripts/train_demo_hypernetworks.sh ($steps steps on 40 pictures of 'hypernet toy style-set $name'). Try <hypernet:$name:0.7>." \
+    printf '%s\n' "Demo hypernetwork for the embedded toy model: $look. Trained by scripts/train_demo_hypernetworks.sh ($steps steps on 40 pictures of 'hypernet toy style-set $name'). Try <hypernet:$name:1>; the look comes in from about 0.6 and grows to 1." \
       > "$library/$name.txt"
   done
 done
