@@ -22,10 +22,10 @@ import torch
 from ..errors import HypernetConfigError, HypernetFileError
 from .config import DEFAULT_TEMPLATE  # noqa: F401  (re-exported)
 NAME_FIELD = "[name]"
+CAPTION_FIELD = "[filewords]"
 # What classifier-free guidance's unconditional branch encodes when no negative prompt is
 # given; `caption_dropout` trains on it so a network's look survives guidance.
 UNCONDITIONAL_PROMPT = ""
-CAPTION_FIELD = "[filewords]"
 _LEADING_NUMBERS = re.compile(r"^[\d-]+\s*")
 
 
