@@ -39,6 +39,9 @@ class Request:
     schedule: str | None = None
     batch_size: int = 1
     batch_count: int = 1
+    subseed: int = -1  # the webui's variation seed: noise blended in by subseed_strength
+    subseed_strength: float = 0.0
+    clip_skip: int | None = None  # None: the generator's own
 
     def validated(self, native_size: int, multiple: int) -> "Request":
         width = self.width or native_size
@@ -51,10 +54,38 @@ class Request:
         for label, value in (("width", width), ("height", height)):
             if value < multiple or value % multiple:
                 problems.append(f"{label} {value} must be a positive multiple of {multiple}")
+        if not 0 <= self.subseed_strength <= 1:
+            problems.append(f"subseed strength must be between 0 and 1 (got {self.subseed_strength})")
+        if self.clip_skip is not None and self.clip_skip < 1:
+            problems.append(f"clip skip must be at least 1 (got {self.clip_skip})")
         if problems:
             raise HypernetError("; ".join(problems))
         seed = self.seed if self.seed is not None and self.seed >= 0 else random.randrange(MAX_SEED)
-        return dataclasses.replace(self, width=width, height=height, seed=seed)
+        subseed = self.subseed if self.subseed is not None and self.subseed >= 0 else random.randrange(MAX_SEED)
+        return dataclasses.replace(self, width=width, height=height, seed=seed, subseed=subseed)
+
+
+@dataclass
+class StepInfo:
+    """Where sampling is, for progress displays: 0-based `batch`, 1-based `step`."""
+
+    batch: int
+    batch_count: int
+    step: int
+    steps: int
+    latents: "torch.Tensor"
+
+
+@dataclass
+class Control:
+    """Steers a running `generate` from another thread: `interrupted` ends sampling after
+    the current step (the batch in progress is decoded as it is, later batches are not
+    started); `skipped` does the same for the batch in progress only. `on_step` is
+    called after every denoising step."""
+
+    interrupted: bool = False
+    skipped: bool = False
+    on_step: Callable[[StepInfo], None] | None = None
 
 
 @dataclass
@@ -66,6 +97,12 @@ class Result:
     networks: list[tuple[str, float]]
     infotext: str
     parameters: dict = field(default_factory=dict)
+    subseed: int | None = None
+    steps_done: int | None = None  # fewer than the request's steps: interrupted or skipped
+
+    @property
+    def finished(self) -> bool:
+        return self.steps_done is None or self.steps_done >= int(self.parameters.get("Steps", 0))
 
 
 @dataclass
@@ -75,7 +112,12 @@ class ModelInfo:
 
 
 class Generator:
-    """Generates images with a loaded pipeline; hypernetworks come from `library`."""
+    """Generates images with a loaded pipeline; hypernetworks come from `library`.
+
+    For its lifetime the generator keeps hypernetwork processors installed on the UNet
+    (inert while no network is active: the UNet computes exactly as before); `close()`
+    (or leaving a `with` block) puts the original processors back. The pipeline's
+    scheduler is swapped per request and restored after it."""
 
     def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
                  lora_dir=None, embeddings_dir=None):
@@ -88,8 +130,22 @@ class Generator:
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
-        self._prompt_encoder = None
+        self._prompt_encoders: dict[int, object] = {}
+        self._embeddings = None
+        self._installed_here = attention.installed_chain(pipe.unet) is None
         attention.install(pipe.unet)
+
+    def close(self) -> None:
+        """Hand the pipeline back: original attention processors (if installed here)."""
+        if self._installed_here:
+            attention.uninstall(self.pipe.unet)
+            self._installed_here = False
+
+    def __enter__(self) -> "Generator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- networks -------------------------------------------------------------------
     def resolve_networks(self, prompt: str, negative_prompt: str = ""):
@@ -117,17 +173,27 @@ class Generator:
     @property
     def prompt_encoder(self):
         """Webui-style conditioning (emphasis, 75-token chunks, BREAK, prompt editing)."""
-        if self._prompt_encoder is None:
+        return self.prompt_encoder_for(self.clip_skip)
+
+    def prompt_encoder_for(self, clip_skip: int):
+        if clip_skip not in self._prompt_encoders:
             from .extra_networks import load_embeddings
             from .prompt.conditioning import PromptEncoder
 
-            width = self.pipe.text_encoder.config.hidden_size
-            embeddings, warnings = load_embeddings(self.embeddings_dir, width)
-            self.warnings.extend(warnings)
-            self._prompt_encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=self.clip_skip,
-                                                 embeddings=embeddings)
-        self._prompt_encoder._empty = None  # a LoRA on the text encoder changes even the empty prompt
-        return self._prompt_encoder
+            if self._embeddings is None:
+                width = self.pipe.text_encoder.config.hidden_size
+                self._embeddings, warnings = load_embeddings(self.embeddings_dir, width)
+                self.warnings.extend(warnings)
+            self._prompt_encoders[clip_skip] = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder,
+                                                             clip_skip=clip_skip, embeddings=self._embeddings)
+        encoder = self._prompt_encoders[clip_skip]
+        encoder._empty = None  # a LoRA on the text encoder changes even the empty prompt
+        return encoder
+
+    def reload_embeddings(self) -> None:
+        """Read the embeddings folder again on the next request."""
+        self._embeddings = None
+        self._prompt_encoders.clear()
 
     # -- generation -------------------------------------------------------------------
     @property
@@ -135,42 +201,73 @@ class Generator:
         return int(self.pipe.unet.config.sample_size) * self.pipe.vae_scale_factor
 
     def generate(self, request: Request, networks: Sequence[tuple[Hypernetwork, float]] = (), progress: bool = True,
-                 on_result: Callable[[Result], None] | None = None) -> list[Result]:
-        """All images of a request; seeds follow the webui (seed, seed+1, ...)."""
+                 on_result: Callable[[Result], None] | None = None, control: Control | None = None) -> list[Result]:
+        """All images of a request; seeds follow the webui (seed, seed+1, ...).
+        With `control`, another thread can follow the steps and interrupt or skip."""
         request = request.validated(self.native_size, max(8, self.pipe.vae_scale_factor))
         text, negative_text, named, loras = self.resolve_networks(request.prompt, request.negative_prompt)
         chain = [(network, multiplier) for _, network, multiplier in named] + list(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
         scheduler = make_scheduler(request.sampler, self.pipe.scheduler.config, request.schedule)
+        control = control or Control()
         results = []
-        with attention.activate(self.pipe.unet, chain), self.loras.activate(loras):
-            for batch in range(request.batch_count):
-                seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
-                images = self._sample(text, negative_text, request, seeds, scheduler, progress,
-                                      f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling")
-                for position, (image, seed) in enumerate(zip(images, seeds)):
-                    result = self._result(image, seed, request, labels, position)
-                    results.append(result)
-                    if on_result is not None:
-                        on_result(result)
+        original_scheduler = self.pipe.scheduler
+        try:
+            with attention.activate(self.pipe.unet, chain), self.loras.activate(loras):
+                for batch in range(request.batch_count):
+                    if control.interrupted:
+                        break
+                    control.skipped = False
+                    seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
+                    description = f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling"
+                    images, steps_done = self._sample(text, negative_text, request, seeds, scheduler, progress,
+                                                      description, control, batch)
+                    for position, (image, seed) in enumerate(zip(images, seeds)):
+                        result = self._result(image, seed, request, labels, position, steps_done)
+                        results.append(result)
+                        if on_result is not None:
+                            on_result(result)
+        finally:
+            self.pipe.scheduler = original_scheduler
         return results
 
-    def _sample(self, text, negative_text, request: Request, seeds, scheduler, progress: bool, description: str):
+    def _noise(self, request: Request, seeds, shape) -> torch.Tensor:
+        """Per-image CPU noise: the same seed gives the same image on any device and batch
+        size. A variation seed is blended in spherically, as the webui does."""
+        noises = []
+        for index, seed in enumerate(seeds):
+            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+            if request.subseed_strength > 0:
+                subseed = request.subseed + (seed - request.seed)
+                other = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
+                noise = _slerp(request.subseed_strength, noise, other)
+            noises.append(noise)
+        return torch.stack(noises)
+
+    def _sample(self, text, negative_text, request: Request, seeds, scheduler, progress: bool, description: str,
+                control: Control, batch: int):
         pipe = self.pipe
         device = pipe.unet.device
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         shape = (pipe.unet.config.in_channels, request.height // pipe.vae_scale_factor, request.width // pipe.vae_scale_factor)
-        # per-image CPU noise: the same seed gives the same image on any device and batch size
-        latents = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, pipe.unet.dtype)
-        conditioning = self._conditioning(text, negative_text, request.steps, len(seeds))
+        latents = self._noise(request, seeds, shape).to(device, pipe.unet.dtype)
+        clip_skip = request.clip_skip or self.clip_skip
+        conditioning = self._conditioning(text, negative_text, request.steps, len(seeds), clip_skip)
         cond, uncond = conditioning(0)
         pipe.scheduler = scheduler
         pipe.set_progress_bar_config(disable=not progress, desc=description, leave=False)
+        steps_done = 0
 
-        def next_step_conditioning(pipe_, step, timestep, tensors):
-            if step + 1 < request.steps:
+        def on_step_end(pipe_, step, timestep, tensors):
+            nonlocal steps_done
+            steps_done = step + 1
+            if conditioning.changes and step + 1 < request.steps:
                 next_cond, next_uncond = conditioning(step + 1)
                 tensors["prompt_embeds"] = torch.cat([next_uncond, next_cond]) if request.cfg_scale > 1 else next_cond
+            if control.on_step is not None:
+                control.on_step(StepInfo(batch, request.batch_count, step + 1, request.steps, tensors["latents"]))
+            if control.interrupted or control.skipped:
+                pipe_._interrupt = True  # diffusers skips the remaining steps, then decodes
             return tensors
 
         with torch.no_grad():
@@ -184,15 +281,15 @@ class Generator:
                 latents=latents,
                 generator=generators,
                 output_type="pil",
-                callback_on_step_end=next_step_conditioning if conditioning.changes else None,
-                callback_on_step_end_tensor_inputs=["prompt_embeds"],
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["prompt_embeds", "latents"],
             )
-        return output.images
+        return output.images, steps_done
 
-    def _conditioning(self, text: str, negative_text: str, steps: int, count: int) -> "_Conditioning":
+    def _conditioning(self, text: str, negative_text: str, steps: int, count: int, clip_skip: int) -> "_Conditioning":
         from .prompt.conditioning import conditioning_at, pad_cond_uncond, stack_conds
 
-        encoder = self.prompt_encoder
+        encoder = self.prompt_encoder_for(clip_skip)
         dtype, device = self.pipe.unet.dtype, self.pipe.unet.device
         with torch.no_grad():
             positive = encoder.conditioning(text, steps)
@@ -207,7 +304,7 @@ class Generator:
 
         return _Conditioning(at, changes=len(positive) > 1 or len(negative) > 1)
 
-    def _result(self, image, seed: int, request: Request, labels, position: int) -> Result:
+    def _result(self, image, seed: int, request: Request, labels, position: int, steps_done: int) -> Result:
         from .infotext import format_infotext
 
         sampler, schedule = infotext_name(request.sampler, request.schedule)
@@ -224,11 +321,20 @@ class Generator:
         if request.batch_size > 1:
             parameters["Batch size"] = request.batch_size
             parameters["Batch pos"] = position
+        if request.subseed_strength > 0:
+            parameters["Variation seed"] = request.subseed + (seed - request.seed)
+            parameters["Variation seed strength"] = request.subseed_strength
+        if (request.clip_skip or self.clip_skip) > 1:
+            parameters["Clip skip"] = request.clip_skip or self.clip_skip
+        if steps_done < request.steps:
+            parameters["Interrupted at step"] = steps_done
         if labels:
             parameters["Hypernetworks"] = ", ".join(f"{name}: {multiplier:g}" for name, multiplier in labels)
         parameters = {k: v for k, v in parameters.items() if v is not None}
         infotext = format_infotext(request.prompt, request.negative_prompt, parameters)
-        return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, parameters)
+        subseed = parameters.get("Variation seed")
+        return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, parameters,
+                      subseed=subseed, steps_done=steps_done)
 
 
 @dataclass
@@ -240,6 +346,17 @@ class _Conditioning:
 
     def __call__(self, step: int):
         return self.at(step)
+
+
+def _slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors (keeps the noise's norm)."""
+    low_unit = low / low.norm()
+    high_unit = high / high.norm()
+    dot = (low_unit * high_unit).sum().clamp(-1.0, 1.0)
+    if dot.abs() > 0.9995:
+        return (1 - strength) * low + strength * high
+    omega = torch.acos(dot)
+    return (torch.sin((1 - strength) * omega) * low + torch.sin(strength * omega) * high) / torch.sin(omega)
 
 
 def save_results(results: Sequence[Result], folder) -> list[Path]:

@@ -214,13 +214,11 @@ def _latin1(text: str) -> bool:
     return True
 
 
-def write_png(image, path, infotext: str | None, extra_text: dict | None = None) -> Path:
-    """Save `image` as PNG with the infotext in a `parameters` text chunk (tEXt, or iTXt
-    (UTF-8) when the text has characters beyond Latin-1), plus any `extra_text` chunks.
-    The file appears complete or not at all."""
+def png_text_chunks(chunks: dict):
+    """A PngInfo with each chunk as tEXt, or iTXt (UTF-8) when the text has characters
+    beyond Latin-1; None values are left out."""
     from PIL import PngImagePlugin
 
-    chunks = {PARAMETERS_KEY: infotext, **(extra_text or {})}
     info = PngImagePlugin.PngInfo()
     for key, value in chunks.items():
         if value is None:
@@ -232,6 +230,22 @@ def write_png(image, path, infotext: str | None, extra_text: dict | None = None)
             info.add_text(key, text)
         else:
             info.add_itxt(key, text)
+    return info
+
+
+def png_bytes(image, infotext: str | None) -> bytes:
+    """The PNG file of `image` with the infotext in its `parameters` chunk, in memory."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=png_text_chunks({PARAMETERS_KEY: infotext}))
+    return buffer.getvalue()
+
+
+def write_png(image, path, infotext: str | None, extra_text: dict | None = None) -> Path:
+    """Save `image` as PNG with the infotext in a `parameters` text chunk, plus any
+    `extra_text` chunks. The file appears complete or not at all."""
+    info = png_text_chunks({PARAMETERS_KEY: infotext, **(extra_text or {})})
     path = Path(path)
     with atomic_path(path, suffix=".png") as temporary:
         image.save(temporary, format="PNG", pnginfo=info)

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "convert",
     "train",
     "prompt",
+    "serve",
     "toy",
 ]
 

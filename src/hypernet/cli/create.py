@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-from ..errors import HypernetError
-from ..network import ACTIVATIONS, DEFAULT_SIZES, WEIGHT_INITS, Hypernetwork
+from ..network import ACTIVATIONS, DEFAULT_SIZES, WEIGHT_INITS
 from .options import integer_list, number_list
 
 DEFAULT_LIBRARY = "models/hypernetworks"
-
-
-def clean_name(name: str) -> str:
-    """The webui keeps only alphanumerics and '._- ' in a new network's name."""
-    cleaned = re.sub(r"[^\w.\- ]", "", name, flags=re.ASCII).strip()
-    if not cleaned:
-        raise HypernetError(f"name {name!r} has no usable characters (letters, digits, '.', '_', '-', space)")
-    return cleaned
 
 
 def register(sub) -> None:
@@ -40,27 +28,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    name = clean_name(args.name)
-    target = Path(args.dir) / f"{name}.{args.format}"
-    if target.exists() and not args.overwrite:
-        raise HypernetError(f"{target} exists; pass --overwrite to replace it or choose another name")
-    dropout = args.dropout_structure if args.use_dropout else None
-    if dropout is not None and len(dropout) != len(args.layer_structure):
-        raise HypernetError(
-            f"--dropout-structure has {len(dropout)} entries but --layer-structure has {len(args.layer_structure)}; give one per layer"
-        )
-    network = Hypernetwork.create(
-        sizes=args.sizes,
-        layer_structure=args.layer_structure,
-        activation=args.activation,
-        weight_init=args.weight_init,
-        layer_norm=args.layer_norm,
-        dropout_structure=dropout,
-        activate_output=args.activate_output,
-        name=name,
-        optional_info=args.optional_info,
-        generator_seed=args.seed,
-    )
-    network.save(target)
+    from ..creation import create_hypernetwork
+
+    target, network = create_hypernetwork(
+        args.name, args.dir, sizes=args.sizes, layer_structure=args.layer_structure, activation=args.activation,
+        weight_init=args.weight_init, layer_norm=args.layer_norm,
+        dropout_structure=args.dropout_structure if args.use_dropout else None,
+        activate_output=args.activate_output, optional_info=args.optional_info, file_format=args.format,
+        overwrite=args.overwrite, seed=args.seed)
     print(f"created {target} ({network.parameter_count():,} parameters, sizes {', '.join(map(str, network.sizes))})")
     return 0

@@ -1,0 +1,247 @@
+"""What `hypernet serve` does, whichever face asks: the HTTP API and the web UI both call
+this object. It owns the job queue, the options and the library; the worker thread owns
+the loaded model. Requests are checked here, in the caller's thread, before they queue,
+so a bad name or value fails at once and never costs a place in the queue.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import HypernetError
+from ..generation import Generator, Request, Result
+from .checkpoints import Checkpoint, Checkpoints
+from .jobs import Job, JobContext, Jobs
+from .options import OptionError, Options
+
+
+@dataclass
+class ServerPaths:
+    hypernet_dir: Path = Path("models/hypernetworks")
+    checkpoint_dir: Path = Path("models/Stable-diffusion")
+    lora_dir: Path = Path("models/Lora")
+    embeddings_dir: Path = Path("models/embeddings")
+    outputs_dir: Path = Path("outputs")
+    training_dir: Path = Path("training")
+
+    def __post_init__(self):
+        for name in ("hypernet_dir", "checkpoint_dir", "lora_dir", "embeddings_dir", "outputs_dir", "training_dir"):
+            setattr(self, name, Path(getattr(self, name)))
+
+
+@dataclass
+class Limits:
+    """Bounds on one request, so one client cannot take the machine (documented in docs/api.md)."""
+
+    max_side: int = 2048
+    max_batch_size: int = 16
+    max_batch_count: int = 100
+    max_batch_pixels: int = 16 * 512 * 512
+    max_steps: int = 150
+
+    def check(self, request: Request) -> None:
+        problems = []
+        if request.steps > self.max_steps:
+            problems.append(f"steps {request.steps} is more than the server allows ({self.max_steps})")
+        for label, value in (("width", request.width), ("height", request.height)):
+            if value is not None and value > self.max_side:
+                problems.append(f"{label} {value} is more than the server allows ({self.max_side})")
+        if request.batch_size > self.max_batch_size:
+            problems.append(f"batch_size {request.batch_size} is more than the server allows ({self.max_batch_size})")
+        if request.batch_count > self.max_batch_count:
+            problems.append(f"n_iter {request.batch_count} is more than the server allows ({self.max_batch_count})")
+        pixels = (request.width or 512) * (request.height or 512) * request.batch_size
+        if pixels > self.max_batch_pixels:
+            problems.append(f"batch_size x width x height = {pixels} pixels is more than the server allows "
+                            f"({self.max_batch_pixels}); lower the batch size or the size, or raise n_iter instead")
+        if problems:
+            raise HypernetError("; ".join(problems))
+
+
+@dataclass
+class Generation:
+    """A finished txt2img job: the results, and what the caller should hear about."""
+
+    results: list[Result]
+    request: Request
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    saved: list[Path] = field(default_factory=list)
+    model: str = ""
+    model_hash: str | None = None
+
+
+class UnsafeNameError(HypernetError):
+    """A name in a request that would reach outside the library folders."""
+
+
+class Service:
+    def __init__(self, paths: ServerPaths | None = None, model=None, queue_size: int = 16,
+                 load_generator: Callable[..., Generator] | None = None, limits: Limits | None = None,
+                 device=None):
+        from ..loading import open_library
+
+        self.paths = paths or ServerPaths()
+        self.paths.hypernet_dir.mkdir(parents=True, exist_ok=True)
+        self.limits = limits or Limits()
+        self.jobs = Jobs(queue_size)
+        self.library = open_library(self.paths.hypernet_dir)
+        self.checkpoints = Checkpoints(self.paths.checkpoint_dir, default=model)
+        self.options = Options(sd_model_checkpoint=self.checkpoints.default.title,
+                               outdir_txt2img_samples=str(self.paths.outputs_dir / "txt2img-images"),
+                               outdir_txt2img_grids=str(self.paths.outputs_dir / "txt2img-grids"))
+        self._load_generator = load_generator
+        self._device = device
+        self._generator: Generator | None = None
+        self._loaded: Checkpoint | None = None
+        self.preview = None  # LatentPreview of the loaded model
+        self.create_lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, preload: bool = True) -> None:
+        self.jobs.start()
+        if preload:
+            self.jobs.submit("load-model", lambda context: self._ensure_model(self.checkpoints.default, context))
+
+    def stop(self, timeout_seconds: float = 120.0) -> None:
+        self.jobs.stop(timeout_seconds)
+        if self._generator is not None:
+            self._generator.close()
+
+    # -- the model (worker thread only) -------------------------------------------------------
+    def _ensure_model(self, checkpoint: Checkpoint, context: JobContext | None = None) -> Generator:
+        if self._generator is not None and self._loaded == checkpoint:
+            return self._generator
+        from ..loading import load_generator
+        from .preview import LatentPreview
+
+        if context is not None:
+            context.update(textinfo=f"loading {checkpoint.title}")
+        if self._generator is not None:
+            self._generator.close()
+            self._generator = None
+        loader = self._load_generator or load_generator
+        generator = loader(checkpoint.path, hypernet_dir=self.paths.hypernet_dir, device=self._device, progress=False,
+                           lora_dir=self.paths.lora_dir, embeddings_dir=self.paths.embeddings_dir)
+        generator.library = self.library
+        self.preview = LatentPreview.fit(generator.pipe.vae)
+        self._generator, self._loaded = generator, checkpoint
+        return generator
+
+    @property
+    def loaded_model(self) -> Checkpoint | None:
+        return self._loaded
+
+    def load_model(self, name: str) -> Job:
+        """Queue a switch to checkpoint `name` (title, file name or stem); checked now."""
+        checkpoint = self.checkpoints.resolve(name)
+
+        def run(context: JobContext):
+            self._ensure_model(checkpoint, context)
+            self.options.update({"sd_model_checkpoint": checkpoint.title})
+            return checkpoint
+
+        return self.jobs.submit("load-model", run, interrupt_when_abandoned=False)
+
+    def set_options(self, changes: dict) -> tuple[list[str], Job | None]:
+        """Check and apply option changes; a new checkpoint is loaded by a queued job
+        (returned). Returns the names ignored (not options that mean anything here)."""
+        accepted, ignored = self.options.checked(changes)
+        hypernetwork = accepted.get("sd_hypernetwork")
+        if hypernetwork not in (None, "None", ""):
+            self.resolve_hypernetwork(hypernetwork)
+        job = None
+        checkpoint = accepted.pop("sd_model_checkpoint", None)
+        if checkpoint:
+            job = self.load_model(checkpoint)
+        self.options.update(accepted)
+        return ignored, job
+
+    # -- generation ------------------------------------------------------------------------
+    def prepare_prompt(self, prompt: str, hypernetwork: str | None = None, multiplier: float | None = None) -> str:
+        """The prompt with the "Add hypernetwork to prompt" option applied (contract §4.2
+        item 2: appended without a separator unless already tagged)."""
+        from ..library import format_multiplier
+        from ..prompt import extract_networks
+
+        name = hypernetwork if hypernetwork is not None else self.options.get("sd_hypernetwork")
+        if name in (None, "", "None"):
+            return prompt
+        entry = self.resolve_hypernetwork(name)
+        _, tags = extract_networks(prompt)
+        if any(kind == "hypernet" and tag_name in (name, entry.name) for kind, tag_name, _ in tags):
+            return prompt
+        m = multiplier if multiplier is not None else self.options.get("extra_networks_default_multiplier")
+        return f"{prompt}<hypernet:{self.library.tag_name(entry)}:{format_multiplier(m)}>"
+
+    def check_request(self, request: Request) -> None:
+        """Everything that can be checked without the model: limits, sampler, sizes,
+        prompt tags and the hypernetworks they name (unknown names list the closest)."""
+        from ..prompt import extract_networks_pair
+        from ..samplers import split_name
+
+        self.limits.check(request)
+        split_name(request.sampler, request.schedule)
+        probe = Request(**{**request.__dict__, "width": request.width or 512, "height": request.height or 512})
+        probe.validated(512, 8)
+        _, _, tags = extract_networks_pair(request.prompt, request.negative_prompt)
+        for kind, name, _ in tags:
+            if kind == "hypernet":
+                self.resolve_hypernetwork(name)
+
+    def resolve_hypernetwork(self, name: str):
+        """A library entry for a name from a request: never a path outside the library
+        folders (no absolute paths, no `..`, no symbolic link leading out)."""
+        from pathlib import PurePosixPath
+
+        text = str(name).replace("\\", "/")
+        if not text or "\x00" in text or text.startswith("/") or ":" in text[:3] or ".." in PurePosixPath(text).parts:
+            raise UnsafeNameError(f"hypernetwork name {name!r} must be a name inside the library folder "
+                                  "(no absolute path, no '..'); see GET /sdapi/v1/hypernetworks")
+        entry = self.library.resolve(text)
+        real = entry.path.resolve()
+        if not any(real.is_relative_to(Path(root).resolve()) for root in self.library.roots):
+            raise UnsafeNameError(f"hypernetwork {name!r} is a link to {real}, outside the library folders; "
+                                  "copy the file into the library instead")
+        return entry
+
+    def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
+                warnings: list[str] | None = None) -> Job:
+        """Queue a generation; the job's result is a `Generation`."""
+        self.check_request(request)
+        model = self.checkpoints.resolve(checkpoint or self.options.get("sd_model_checkpoint"))
+        live_previews = bool(self.options.get("live_previews_enable"))
+        folder = Path(self.options.get("outdir_txt2img_samples"))
+
+        def run(context: JobContext) -> Generation:
+            generator = self._ensure_model(model, context)
+            context.update(job="txt2img", job_count=request.batch_count, sampling_steps=request.steps, textinfo=None)
+
+            def on_step(info):
+                context.update(job_no=info.batch, sampling_step=info.step, sampling_steps=info.steps,
+                               latents=info.latents.detach().float().cpu() if live_previews else None)
+
+            context.control.on_step = on_step
+            generator.warnings.clear()
+            results = generator.generate(request, progress=False, control=context.control)
+            generation = Generation(results, request, warnings=[*(warnings or []), *generator.warnings],
+                                    interrupted=context.control.interrupted, model=generator.model.name,
+                                    model_hash=generator.model.hash)
+            if save_images and results:
+                from ..generation import save_results
+
+                generation.saved = save_results(results, folder)
+            return generation
+
+        return self.jobs.submit("txt2img", run)
+
+    def current_image(self):
+        """A preview of the running job's newest latents (or training preview), or None."""
+        state = self.jobs.snapshot()
+        if state.latents is not None and self.preview is not None:
+            return self.preview.image(state.latents)
+        return state.preview
