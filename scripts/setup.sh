@@ -14,10 +14,22 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 quiet() { "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
 target="."
-needed="import hypernet, diffusers, transformers"
+needed="import hypernet, diffusers, transformers, fastapi, uvicorn, gradio"
 if [ "${1:-}" = "--test" ]; then
   target=".[test]"
-  needed="$needed, pytest, hypothesis"
+  needed="$needed, pytest, hypothesis, httpx, webuiapi, playwright"
+  # the browser tests drive Debian's chromium (Playwright's own browser download is not used)
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+        || echo "setup: could not install chromium with apt-get; the browser tests will fail" >&2
+    elif command -v sudo >/dev/null 2>&1; then
+      (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+        || echo "setup: could not install chromium with apt-get; the browser tests will fail" >&2
+    else
+      echo "setup: chromium is missing and apt-get needs root; install Debian's chromium for the browser tests" >&2
+    fi
+  fi
 fi
 if ! python -c "import torch" >/dev/null 2>&1; then
   quiet pip install -q "torch==2.13.0"
