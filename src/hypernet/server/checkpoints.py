@@ -50,8 +50,13 @@ class Checkpoints:
     def list(self) -> list[Checkpoint]:
         found = [self.default]
         if self.folder.is_dir():
-            for path in sorted(self.folder.rglob("*"), key=lambda p: str(p).lower()):
+            paths = sorted(self.folder.rglob("*"), key=lambda p: str(p).lower())
+            # a diffusers folder is one checkpoint: its component weight files are not
+            pipelines = [p for p in paths if p.is_dir() and (p / "model_index.json").is_file()]
+            for path in paths:
                 relative = path.relative_to(self.folder).as_posix()
+                if any(folder in path.parents for folder in pipelines):
+                    continue
                 if path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES:
                     found.append(Checkpoint(path, relative, path.stem))
                 elif path.is_dir() and (path / "model_index.json").is_file():
