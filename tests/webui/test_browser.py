@@ -1,0 +1,121 @@
+"""The web UI in a real browser (Debian's chromium, headless, through Playwright) against
+a real server on the embedded model: cards, strength slider, generation, training.
+Each step leaves a screenshot in tests/webui/artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import shoot
+
+pytestmark = [pytest.mark.needs_toy_model, pytest.mark.slow]
+
+
+def prompt_of(page) -> str:
+    return page.locator("#txt2img_prompt textarea").input_value()
+
+
+def wait_prompt(page, pattern: str) -> str:
+    page.wait_for_function(
+        "pattern => new RegExp(pattern).test(document.querySelector('#txt2img_prompt textarea').value)",
+        arg=pattern)
+    return prompt_of(page)
+
+
+def test_card_click_strength_slider_and_generate(page):
+    shoot(page, "01-open")
+    page.locator("#txt2img_prompt textarea").fill("a red circle on a blue background")
+    page.locator("#txt2img_seed input").fill("1")
+    page.get_by_role("tab", name="Hypernetworks").click()
+    card = page.locator("#hypernet_cards .hn-card[data-name='water']")
+    card.wait_for()
+    assert page.locator("#hypernet_cards .hn-card[data-name='neon']").count() == 1
+    shoot(page, "02-hypernetworks-tab")
+
+    card.click()
+    assert wait_prompt(page, "<hypernet:water:1>") == "a red circle on a blue background <hypernet:water:1>"
+    page.wait_for_selector("#hypernet_cards .hn-card-selected[data-name='water']")
+    shoot(page, "03-card-clicked")
+
+    page.locator("#txt2img_strength input[type=range]").fill("0.6")
+    assert wait_prompt(page, "<hypernet:water:0.6>") == "a red circle on a blue background <hypernet:water:0.6>"
+    shoot(page, "04-strength-0.6")
+
+    page.locator("#txt2img_generate").click()
+    page.wait_for_selector("#txt2img_gallery img", timeout=120_000)
+    page.wait_for_function("document.querySelector('#txt2img_infotext textarea').value.includes('Seed: 1')")
+    infotext = page.locator("#txt2img_infotext textarea").input_value()
+    assert infotext.startswith("a red circle on a blue background <hypernet:water:0.6>")
+    assert re.search(r"Hypernet: water, Hypernet strength: 0\.6|<hypernet:water:0\.6>", infotext)
+    assert "Steps: 20" in infotext and "Size: 64x64" in infotext
+    assert "100%" in page.locator("#txt2img_progress").inner_text()
+    shoot(page, "05-generated")
+
+    # the card's info panel: structure, step and hash from Library.info
+    card.locator("[data-action=info]").click()
+    info = page.locator("#hypernet_card_info_text")
+    info.get_by_text("sha256").wait_for()
+    assert "step" in info.inner_text() and "80, 32, 64" in info.inner_text()
+    shoot(page, "06-card-info")
+
+    # a second click on the card removes its tag
+    card.click()
+    assert wait_prompt(page, "^[^<]*$") == "a red circle on a blue background"
+
+
+def test_unknown_hypernetwork_is_shown_next_to_the_prompt(page):
+    page.locator("#txt2img_prompt textarea").fill("a red circle <hypernet:watr:1>")
+    page.locator("#txt2img_generate").click()
+    error = page.locator("#txt2img_error .hn-error")
+    error.wait_for()
+    assert "watr" in error.inner_text() and "water" in error.inner_text()
+    shoot(page, "07-unknown-hypernetwork")
+
+
+def test_create_train_and_see_the_loss_plot(page, server):
+    from hypernet.toy import world
+
+    url, service, root = server
+    data = root / "water-set"
+    world.write_style_set(data, "water", count=8)
+
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#create_name input").fill("mine")
+    assert page.locator("#create_sizes input").input_value() == "80, 32, 64"
+    page.locator("#create_button").click()
+    page.locator("#create_result").get_by_text("created").wait_for()
+    shoot(page, "08-created")
+
+    page.get_by_role("tab", name="Train", exact=True).nth(1).click()
+    network = page.locator("#train_network input")
+    page.wait_for_function("document.querySelector('#train_network input').value === 'mine'")
+    page.locator("#train_data input").fill(str(data))
+    page.locator("#train_learning_rate input").fill("0.001")
+    page.locator("#train_batch_size input").fill("2")
+    page.locator("#train_max_steps input").fill("6")
+    page.locator("#train_save_every input").fill("3")
+    page.locator("#train_preview_every input").fill("3")
+    page.locator("#train_button").click()
+    page.locator("#train_status").get_by_text("finished").wait_for(timeout=150_000)
+    assert "step 0 -> 6" in page.locator("#train_status").inner_text()
+    plot = page.locator("#train_loss_plot")
+    plot.locator("canvas, svg").first.wait_for()
+    page.locator("#train_preview img").wait_for()
+    shoot(page, "09-trained-loss-plot")
+    assert network.input_value() == "mine"
+
+    # the result is in the library and on the cards, with its description editable
+    page.get_by_role("tab", name="txt2img").click()
+    page.get_by_role("tab", name="Hypernetworks").click()
+    card = page.locator("#hypernet_cards .hn-card[data-name='mine']")
+    card.wait_for()
+    card.locator("[data-action=info]").click()
+    page.locator("#hypernet_card_info_text").get_by_text("step").first.wait_for()
+    assert "6" in page.locator("#hypernet_card_info_text").inner_text()
+    page.locator("#hypernet_card_description textarea").fill("my water, 6 steps")
+    page.locator("#hypernet_card_save").click()
+    card.locator(".hn-card-description").get_by_text("my water, 6 steps").wait_for()
+    assert service.library.resolve("mine").description == "my water, 6 steps"
+    shoot(page, "10-new-card")
