@@ -13,6 +13,11 @@ from .conftest import shoot
 pytestmark = [pytest.mark.needs_toy_model, pytest.mark.slow]
 
 
+def box(page, elem_id: str):
+    """The text or number box of a Gradio field (a textarea for text, an input for numbers)."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
 def prompt_of(page) -> str:
     return page.locator("#txt2img_prompt textarea").input_value()
 
@@ -65,13 +70,28 @@ def test_card_click_strength_slider_and_generate(page):
     assert wait_prompt(page, "^[^<]*$") == "a red circle on a blue background"
 
 
+def test_send_to_grid_and_make_a_strength_grid(page):
+    page.locator("#txt2img_prompt textarea").fill("a red circle on a blue background <hypernet:neon:0.5>")
+    page.locator("#txt2img_send_to_grid").click()
+    page.wait_for_function("document.querySelector('#grid_prompt textarea') && "
+                           "document.querySelector('#grid_prompt textarea').value === 'a red circle on a blue background'")
+    assert box(page, "grid_network").input_value() == "neon"
+    box(page, "grid_multipliers").fill("0, 0.5, 1")
+    box(page, "grid_seeds").fill("3")
+    box(page, "grid_steps").fill("8")
+    page.locator("#grid_generate").click()
+    page.locator("#grid_image img").wait_for(timeout=120_000)
+    assert "done: 3 images" in page.locator("#grid_progress").inner_text()
+    shoot(page, "07-strength-grid")
+
+
 def test_unknown_hypernetwork_is_shown_next_to_the_prompt(page):
     page.locator("#txt2img_prompt textarea").fill("a red circle <hypernet:watr:1>")
     page.locator("#txt2img_generate").click()
     error = page.locator("#txt2img_error .hn-error")
     error.wait_for()
     assert "watr" in error.inner_text() and "water" in error.inner_text()
-    shoot(page, "07-unknown-hypernetwork")
+    shoot(page, "08-unknown-hypernetwork")
 
 
 def test_create_train_and_see_the_loss_plot(page, server):
@@ -82,28 +102,30 @@ def test_create_train_and_see_the_loss_plot(page, server):
     world.write_style_set(data, "water", count=8)
 
     page.get_by_role("tab", name="Train").click()
-    page.locator("#create_name input").fill("mine")
-    assert page.locator("#create_sizes input").input_value() == "80, 32, 64"
+    box(page, "create_name").fill("mine")
+    assert box(page, "create_sizes").input_value() == "80, 32, 64"
     page.locator("#create_button").click()
     page.locator("#create_result").get_by_text("created").wait_for()
-    shoot(page, "08-created")
+    shoot(page, "09-created")
 
     page.get_by_role("tab", name="Train", exact=True).nth(1).click()
-    network = page.locator("#train_network input")
+    network = box(page, "train_network")
     page.wait_for_function("document.querySelector('#train_network input').value === 'mine'")
-    page.locator("#train_data input").fill(str(data))
-    page.locator("#train_learning_rate input").fill("0.001")
-    page.locator("#train_batch_size input").fill("2")
-    page.locator("#train_max_steps input").fill("6")
-    page.locator("#train_save_every input").fill("3")
-    page.locator("#train_preview_every input").fill("3")
+    box(page, "train_data").fill(str(data))
+    box(page, "train_learning_rate").fill("0.001")
+    box(page, "train_batch_size").fill("2")
+    box(page, "train_max_steps").fill("6")
+    box(page, "train_save_every").fill("3")
+    box(page, "train_preview_every").fill("3")
+    page.get_by_text("More options").click()
+    box(page, "train_preview_steps").fill("5")
     page.locator("#train_button").click()
     page.locator("#train_status").get_by_text("finished").wait_for(timeout=150_000)
     assert "step 0 -> 6" in page.locator("#train_status").inner_text()
     plot = page.locator("#train_loss_plot")
     plot.locator("canvas, svg").first.wait_for()
     page.locator("#train_preview img").wait_for()
-    shoot(page, "09-trained-loss-plot")
+    shoot(page, "10-trained-loss-plot")
     assert network.input_value() == "mine"
 
     # the result is in the library and on the cards, with its description editable
@@ -118,4 +140,4 @@ def test_create_train_and_see_the_loss_plot(page, server):
     page.locator("#hypernet_card_save").click()
     card.locator(".hn-card-description").get_by_text("my water, 6 steps").wait_for()
     assert service.library.resolve("mine").description == "my water, 6 steps"
-    shoot(page, "10-new-card")
+    shoot(page, "11-new-card")

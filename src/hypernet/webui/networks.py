@@ -7,10 +7,11 @@ tests call them without a browser; `build_cards_tab` only wires them to componen
 
 from __future__ import annotations
 
-import gradio as gr
 import html
 import json
 from pathlib import Path
+
+import gradio as gr
 
 from ..errors import HypernetError
 from .cards import (CARD_JS, DEFAULT_CARD_SIZE, KIND_TITLES, SORTS, cards_for, cards_html, last_tag,
@@ -95,7 +96,13 @@ def card_info(service, kind: str, name: str) -> tuple[str, str]:
 def save_description(service, kind: str, name: str, description: str) -> str:
     if kind != "hypernet":
         raise HypernetError("descriptions of LoRA and embedding files are edited in their .txt side-car files")
-    service.library.write_user_metadata(service.resolve_hypernetwork(name), description=description)
+    from ..loading import PACKAGED_LIBRARY
+
+    entry = service.resolve_hypernetwork(name)
+    if entry.root is not None and Path(entry.root).resolve() == PACKAGED_LIBRARY.resolve():
+        raise HypernetError(f"{name} is a demo network shipped inside the package; its description is not "
+                            f"edited here (train or copy it into {service.paths.hypernet_dir} to have your own)")
+    service.library.write_user_metadata(entry, description=description)
     return f"description of {name} saved"
 
 

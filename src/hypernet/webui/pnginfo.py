@@ -33,15 +33,24 @@ def parameters_table(text: str) -> str:
 
 def to_txt2img(text: str) -> tuple:
     """(prompt, negative, sampler, schedule, steps, cfg, width, height, seed) from infotext."""
-    from ..generation import request_from_infotext
-    from ..samplers import split_name
+    from ..infotext import parse_infotext
+    from ..samplers import DEFAULT_SAMPLER, split_name
 
     if not text:
         raise HypernetError("no generation parameters to send: drop a PNG made by hypernet or the webui first")
-    request = request_from_infotext(text)
-    sampler, schedule = split_name(request.sampler, request.schedule)
-    return (request.prompt, request.negative_prompt, sampler, schedule, request.steps, request.cfg_scale,
-            request.width, request.height, request.seed)
+    prompt, negative, params = parse_infotext(text)
+    sampler, schedule = split_name(str(params.get("Sampler", DEFAULT_SAMPLER)), params.get("Schedule type"))
+    size = str(params.get("Size", "")).split("x")
+    width, height = (int(size[0]), int(size[1])) if len(size) == 2 and all(s.isdigit() for s in size) else (None, None)
+    skip = _skip()
+    return (prompt, negative, sampler, schedule, int(params.get("Steps", 20)), float(params.get("CFG scale", 7.0)),
+            width if width else skip, height if height else skip, int(params.get("Seed", -1)))
+
+
+def _skip():
+    import gradio as gr
+
+    return gr.skip()
 
 
 def build():

@@ -35,9 +35,15 @@ def create_network(service, name, sizes, layer_structure, activation, weight_ini
         weight_init=weight_init, layer_norm=bool(layer_norm), use_dropout=bool(use_dropout),
         dropout_structure=tuple(number_list(dropout_structure, "dropout structure")) if use_dropout else (0.0,),
         activate_output=bool(activate_output), optional_info=optional_info or None, overwrite=bool(overwrite),
-        file_format=file_format or "pt", seed=optional_int(seed, "seed"))
+        file_format=file_format or "pt", seed=_seed(seed, "seed"))
     path = create(service, form)
     return f"created {path}"
+
+
+def _seed(value, label: str) -> int | None:
+    """-1 (or an empty box) is "random" / "the run's", as the webui's seed fields."""
+    seed = optional_int(value, label)
+    return None if seed is None or seed < 0 else seed
 
 
 def _text(value) -> str | None:
@@ -51,7 +57,7 @@ def training_config(service, values: dict) -> TrainingConfig:
     preview = PreviewOptions(prompt=_text(v["preview_prompt"]), negative_prompt=v["preview_negative"] or "",
                              steps=optional_int(v["preview_steps"], "preview steps") or 20,
                              sampler=v["preview_sampler"] or DEFAULT_SAMPLER, cfg_scale=float(v["preview_cfg"]),
-                             seed=optional_int(v["preview_seed"], "preview seed"),
+                             seed=_seed(v["preview_seed"], "preview seed"),
                              width=optional_int(v["preview_width"], "preview width") or None,
                              height=optional_int(v["preview_height"], "preview height") or None)
     if not _text(v["data"]):
@@ -70,7 +76,7 @@ def training_config(service, values: dict) -> TrainingConfig:
         clip_grad=v["clip_grad"], clip_value=_text(v["clip_value"]) or "0.1", use_alpha_weight=bool(v["use_alpha_weight"]),
         save_every=optional_int(v["save_every"], "save every"), preview_every=optional_int(v["preview_every"], "preview every"),
         preview=preview, log_dir=_text(v["log_dir"]) or str(service.paths.training_dir), run_dir=_text(v["run_dir"]),
-        csv_every=optional_int(v["csv_every"], "CSV every"), seed=optional_int(v["seed"], "seed"),
+        csv_every=optional_int(v["csv_every"], "CSV every"), seed=_seed(v["seed"], "seed"),
         precision=v["precision"], gradient_checkpointing=v["gradient_checkpointing"],
         save_optimizer_state=bool(v["save_optimizer_state"]), tensorboard=bool(v["tensorboard"]))
 
@@ -144,7 +150,7 @@ def build(service):
                 c["weight_init"] = gr.Dropdown(list(WEIGHT_INITS), value="Normal", label="Weight initialization",
                                                elem_id="create_weight_init")
                 c["file_format"] = gr.Radio(["pt", "safetensors"], value="pt", label="Format", elem_id="create_format")
-                c["seed"] = gr.Number(None, label="Seed for the initial weights (empty: random)", precision=0,
+                c["seed"] = gr.Number(-1, label="Seed for the initial weights (-1: random)", precision=0,
                                       elem_id="create_seed")
             with gr.Row():
                 c["layer_norm"] = gr.Checkbox(label="Add layer normalization", elem_id="create_layer_norm")
@@ -172,8 +178,8 @@ def build(service):
                                                        elem_id="train_gradient_accumulation")
                 c["max_steps"] = gr.Number(100000, label="Max steps", precision=0, elem_id="train_max_steps")
             with gr.Row():
-                c["width"] = gr.Number(None, label="Width (empty: native)", precision=0, elem_id="train_width")
-                c["height"] = gr.Number(None, label="Height (empty: native)", precision=0, elem_id="train_height")
+                c["width"] = gr.Number(0, label="Width (0: native)", precision=0, elem_id="train_width")
+                c["height"] = gr.Number(0, label="Height (0: native)", precision=0, elem_id="train_height")
                 c["resize"] = gr.Dropdown(list(RESIZE_MODES), value="stretch", label="Resize", elem_id="train_resize")
                 c["latent_sampling"] = gr.Dropdown(list(LATENT_SAMPLING), value="once", label="Latent sampling",
                                                    elem_id="train_latent_sampling")
@@ -184,7 +190,7 @@ def build(service):
                                                elem_id="train_preview_every")
                 c["caption_dropout"] = gr.Slider(0, 0.95, value=0, step=0.05, label="Caption dropout",
                                                  elem_id="train_caption_dropout")
-                c["seed"] = gr.Number(None, label="Seed (empty: random)", precision=0, elem_id="train_seed")
+                c["seed"] = gr.Number(-1, label="Seed (-1: random)", precision=0, elem_id="train_seed")
             with gr.Accordion("More options", open=False):
                 with gr.Row():
                     c["flip"] = gr.Checkbox(label="Random horizontal flip", elem_id="train_flip")
@@ -207,10 +213,11 @@ def build(service):
                                                        elem_id="train_preview_sampler")
                 with gr.Row():
                     c["preview_cfg"] = gr.Number(7.0, label="Preview CFG", elem_id="train_preview_cfg")
-                    c["preview_seed"] = gr.Number(None, label="Preview seed (empty: run seed)", precision=0,
+                    c["preview_seed"] = gr.Number(-1, label="Preview seed (-1: the run seed)", precision=0,
                                                   elem_id="train_preview_seed")
-                    c["preview_width"] = gr.Number(None, label="Preview width", precision=0, elem_id="train_preview_width")
-                    c["preview_height"] = gr.Number(None, label="Preview height", precision=0,
+                    c["preview_width"] = gr.Number(0, label="Preview width (0: training)", precision=0,
+                                                   elem_id="train_preview_width")
+                    c["preview_height"] = gr.Number(0, label="Preview height (0: training)", precision=0,
                                                     elem_id="train_preview_height")
                 with gr.Row():
                     c["log_dir"] = gr.Textbox(str(service.paths.training_dir), label="Log directory",

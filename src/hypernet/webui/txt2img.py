@@ -7,8 +7,9 @@ handler polls `service.jobs.snapshot()` and yields progress until the job ends.
 
 from __future__ import annotations
 
-import gradio as gr
 import time
+
+import gradio as gr
 
 from ..errors import HypernetError
 from ..generation import Request
