@@ -16,6 +16,7 @@ from ..errors import HypernetError
 from ..generation import Request as GenerationRequest
 from . import api_models as models
 from . import api_results as results
+from .jobs import JobCancelled
 from .training_jobs import CreateForm, create, train
 
 
@@ -27,13 +28,25 @@ async def wait_for(job, request: Request):
     """The job's result; a client that goes away abandons its job (dropped if waiting,
     interrupted if it is a generation already running) and frees the worker."""
     future = asyncio.wrap_future(job.future)
-    while True:
-        done, _ = await asyncio.wait({future}, timeout=0.25)
-        if done:
-            return future.result()
-        if await request.is_disconnected():
-            job.abandon()
-            raise asyncio.CancelledError("client disconnected")
+    # not `request.is_disconnected()`: under the app's HTTP middlewares its cancelled
+    # receive never sees the disconnect, so a client that left was never noticed
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({future, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if future.done():
+        return future.result()
+    job.abandon()
+    # answered into the closed connection (nobody reads it); raising CancelledError here
+    # made the middlewares log "No response returned" for every client that left
+    raise JobCancelled("the client disconnected; its job was abandoned")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body is read: only a disconnect can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def router(service) -> APIRouter:
