@@ -83,6 +83,9 @@ def create_app(service, ui: bool = True, api_auth: str | None = None, max_body_b
                                    "the server is still running, see its log")
 
     app.include_router(router(service))
+    # Starlette answers a handler for `Exception` and then re-raises, so uvicorn drops the
+    # connection (a keep-alive client's next request is reset): answer it here instead
+    app.middleware("http")(_catch_unexpected(unexpected))
     app.middleware("http")(_body_limit(max_body_bytes))
     if api_auth:
         app.middleware("http")(_basic_auth(api_auth))
@@ -91,6 +94,16 @@ def create_app(service, ui: bool = True, api_auth: str | None = None, max_body_b
 
         mount(app, service)
     return app
+
+
+def _catch_unexpected(handler):
+    async def middleware(request: Request, call_next):
+        try:
+            return await call_next(request)
+        except Exception as error:  # noqa: BLE001 - answered 500 with a message, logged by the handler
+            return await handler(request, error)
+
+    return middleware
 
 
 def _body_limit(max_bytes: int):
