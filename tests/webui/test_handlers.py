@@ -62,6 +62,20 @@ def test_cards_search_sort_and_placeholder(service):
     assert "No LoRA files" in networks.render_cards(service, "lora")
 
 
+def test_lora_and_embedding_cards(service):
+    for folder, name in ((service.paths.lora_dir / "styles", "paint.safetensors"),
+                         (service.paths.embeddings_dir, "bad-hands.pt")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"not read when listing")
+    (service.paths.lora_dir / "styles" / "paint.txt").write_text("oil paint", encoding="utf-8")
+    html = networks.render_cards(service, "lora")
+    assert 'data-name="paint"' in html and 'hn-card-folder">styles/' in html and "oil paint" in html
+    assert networks.click_card(service, "a cat", "lora", "paint") == ("a cat <lora:paint:1>", ("lora", "paint"), 1.0)
+    assert networks.click_card(service, "a cat", "embedding", "bad-hands") == ("a cat bad-hands", None, None)
+    assert 'hn-card-selected" id="card-embedding-bad-hands"' in networks.render_cards(service, "embedding",
+                                                                                     prompt="a cat bad-hands")
+
+
 def test_card_info_and_description(service):
     from hypernet.creation import create_hypernetwork
 

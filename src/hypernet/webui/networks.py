@@ -14,8 +14,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import HypernetError
-from .cards import (CARD_JS, DEFAULT_CARD_SIZE, KIND_TITLES, SORTS, cards_for, cards_html, last_tag,
-                    multiplier_of, select_cards, set_multiplier, toggle_tag)
+from .cards import (CARD_JS, DEFAULT_CARD_SIZE, KIND_TITLES, SORTS, cards_for, cards_html, format_multiplier,
+                    last_tag, multiplier_of, select_cards, set_multiplier, toggle_tag)
 from .common import error_html, note_html
 
 
@@ -76,7 +76,8 @@ def card_info(service, kind: str, name: str) -> tuple[str, str]:
 
     entry = service.resolve_hypernetwork(name)
     info = service.library.info(entry)
-    lines = [f"### {html.escape(info['tag_name'])}", "", f"Prompt tag: `{info['prompt_tag']}`", ""]
+    multiplier = format_multiplier(service.options.get("extra_networks_default_multiplier"))
+    lines = [f"### {html.escape(info['tag_name'])}", "", f"Prompt tag: `<hypernet:{info['tag_name']}:{multiplier}>`", ""]
     if info["error"]:
         lines += [f"**This file does not load:** {html.escape(info['error'])}"]
     else:

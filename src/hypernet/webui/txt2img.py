@@ -80,7 +80,7 @@ def build(service, cards_builder):
     with gr.Row(elem_id="txt2img_toprow"):
         with gr.Column(scale=6):
             c["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id="txt2img_prompt",
-                                     placeholder="Prompt (click a card below to add its <hypernet:NAME:1.0> tag)")
+                                     placeholder="Prompt (click a card below to add its <hypernet:NAME:1> tag)")
             c["negative"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="txt2img_neg_prompt")
         with gr.Column(scale=2, min_width=220):
             with gr.Row():
