@@ -9,9 +9,9 @@ different networks can share one loaded model.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -21,7 +21,12 @@ from .errors import HypernetError
 from .network import Hypernetwork
 from .samplers import DEFAULT_SAMPLER, infotext_name, make_scheduler
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # random seeds are drawn below this, as the webui draws them
+SEED_LIMIT = 2**64 - 1  # the largest seed torch's generators take
+
+
+class NonFiniteError(HypernetError):
+    """Sampling produced NaN or infinite values; the message names the likely cause."""
 
 
 @dataclass
@@ -44,16 +49,26 @@ class Request:
     clip_skip: int | None = None  # None: the generator's own
 
     def validated(self, native_size: int, multiple: int) -> "Request":
-        width = self.width or native_size
-        height = self.height or native_size
+        width = native_size if self.width is None else self.width
+        height = native_size if self.height is None else self.height
         problems = []
+        if not math.isfinite(self.cfg_scale):
+            problems.append(f"CFG scale must be a finite number (got {self.cfg_scale})")
+        for label, value, count in (("seed", self.seed, self.batch_size * self.batch_count),
+                                    ("subseed", self.subseed, self.batch_size * self.batch_count)):
+            if value is not None and value >= 0 and value + count - 1 > SEED_LIMIT:
+                problems.append(f"{label} {value} is too large: use -1 (random) or a whole number from 0 to "
+                                f"{SEED_LIMIT - count + 1}")
+            elif value is not None and value < -1:
+                problems.append(f"{label} {value} must be -1 (random) or a whole number of at least 0")
         if self.steps < 1:
             problems.append(f"steps must be at least 1 (got {self.steps})")
         if self.batch_size < 1 or self.batch_count < 1:
             problems.append(f"batch size and count must be at least 1 (got {self.batch_size}, {self.batch_count})")
         for label, value in (("width", width), ("height", height)):
             if value < multiple or value % multiple:
-                problems.append(f"{label} {value} must be a positive multiple of {multiple}")
+                problems.append(f"{label} {value} must be a positive multiple of {multiple} "
+                                f"(leave it out for the model's native size, {native_size})")
         if not 0 <= self.subseed_strength <= 1:
             problems.append(f"subseed strength must be between 0 and 1 (got {self.subseed_strength})")
         if self.clip_skip is not None and self.clip_skip < 1:
@@ -261,6 +276,8 @@ class Generator:
         def on_step_end(pipe_, step, timestep, tensors):
             nonlocal steps_done
             steps_done = step + 1
+            if not torch.isfinite(tensors["latents"]).all():
+                raise NonFiniteError(self._non_finite_message(request, step + 1))
             if conditioning.changes and step + 1 < request.steps:
                 next_cond, next_uncond = conditioning(step + 1)
                 tensors["prompt_embeds"] = torch.cat([next_uncond, next_cond]) if request.cfg_scale > 1 else next_cond
@@ -285,6 +302,17 @@ class Generator:
                 callback_on_step_end_tensor_inputs=["prompt_embeds", "latents"],
             )
         return output.images, steps_done
+
+    def _non_finite_message(self, request: Request, step: int) -> str:
+        """The webui says "a tensor with all NaNs was produced"; this says what to change."""
+        active = [(network.name, multiplier) for network, multiplier in attention.installed_chain(self.pipe.unet).networks]
+        causes = [f"<hypernet:{name}:{multiplier:g}>" for name, multiplier in active if abs(multiplier) > 2]
+        if abs(request.cfg_scale) > 30:
+            causes.append(f"CFG scale {request.cfg_scale:g}")
+        hint = (f"likely cause: {', '.join(causes)}; lower it" if causes else
+                "a hypernetwork in the prompt may be broken (check it with `hypernet inspect`), "
+                "or the model does not work in this precision")
+        return f"sampling produced NaN or infinite values at step {step} of {request.steps}: {hint}. No image was made."
 
     def _conditioning(self, text: str, negative_text: str, steps: int, count: int, clip_skip: int) -> "_Conditioning":
         from .prompt.conditioning import conditioning_at, pad_cond_uncond, stack_conds
@@ -357,42 +385,3 @@ def _slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tens
         return (1 - strength) * low + strength * high
     omega = torch.acos(dot)
     return (torch.sin((1 - strength) * omega) * low + torch.sin(strength * omega) * high) / torch.sin(omega)
-
-
-def save_results(results: Sequence[Result], folder) -> list[Path]:
-    """PNG files `NNNNN-SEED.png` with the webui's `parameters` chunk, numbered after the
-    files already in `folder` (never overwriting)."""
-    from .infotext import write_png
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
-    number = max(taken, default=-1) + 1
-    paths = []
-    for result in results:
-        path = folder / f"{number:05d}-{result.seed}.png"
-        write_png(result.image, path, result.infotext)
-        paths.append(path)
-        number += 1
-    return paths
-
-
-def request_from_infotext(text: str, **overrides) -> Request:
-    """The request that reproduces an image from its PNG `parameters` text."""
-    from .infotext import parse_infotext
-
-    prompt, negative, parameters = parse_infotext(text)
-    size = str(parameters.get("Size", "")).split("x")
-    values = dict(
-        prompt=prompt,
-        negative_prompt=negative,
-        steps=int(parameters.get("Steps", 20)),
-        cfg_scale=float(parameters.get("CFG scale", 7.0)),
-        seed=int(parameters.get("Seed", -1)),
-        sampler=str(parameters.get("Sampler", DEFAULT_SAMPLER)),
-        schedule=parameters.get("Schedule type"),
-    )
-    if len(size) == 2 and all(s.isdigit() for s in size):
-        values.update(width=int(size[0]), height=int(size[1]))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Request(**values)

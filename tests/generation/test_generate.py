@@ -6,7 +6,8 @@ import torch
 
 from hypernet import attention
 from hypernet.errors import HypernetError
-from hypernet.generation import Generator, ModelInfo, Request, request_from_infotext, save_results
+from hypernet.generation import Generator, ModelInfo, Request
+from hypernet.outputs import request_from_infotext, save_results
 from hypernet.infotext import read_png_infotext
 from hypernet.library import Library
 from hypernet.network import Hypernetwork

@@ -53,7 +53,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..generation import Request, request_from_infotext, save_results
+    from ..generation import Request
+    from ..outputs import request_from_infotext, save_results
     from ..loading import load_generator
 
     if args.from_png:

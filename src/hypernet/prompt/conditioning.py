@@ -45,8 +45,12 @@ def _apply_original(z, multipliers):
         return z  # the webui's result too (its mean ratio is exactly 1), minus a 0/0 when the mean is 0
     original_mean = z.mean()
     z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
-    new_mean = z.mean()
-    return z * (original_mean / new_mean)
+    ratio = original_mean / z.mean()
+    if not bool(torch.isfinite(ratio)) or float(ratio) <= 0:
+        # The webui divides anyway: a weighted mean at or across 0 (encoders whose outputs
+        # average near 0) gives inf or flips every vector. Real CLIP never gets here.
+        return z
+    return z * ratio
 
 
 def _apply_no_norm(z, multipliers):

@@ -6,7 +6,6 @@ so a bad name or value fails at once and never costs a place in the queue.
 
 from __future__ import annotations
 
-import datetime
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from ..errors import HypernetError
 from ..generation import Generator, Request, Result
 from .checkpoints import Checkpoint, Checkpoints
 from .jobs import Job, JobContext, Jobs
-from .options import OptionError, Options
+from .options import Options
 
 
 @dataclass
@@ -232,7 +231,7 @@ class Service:
                                     interrupted=context.control.interrupted, model=generator.model.name,
                                     model_hash=generator.model.hash)
             if save_images and results:
-                from ..generation import save_results
+                from ..outputs import save_results
 
                 generation.saved = save_results(results, folder)
             return generation

@@ -1,0 +1,49 @@
+"""Generation results on disk and back: numbered PNGs with the webui's infotext, and the
+request that reproduces an image from that text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from .generation import Request, Result
+from .samplers import DEFAULT_SAMPLER
+
+
+def save_results(results: Sequence[Result], folder) -> list[Path]:
+    """PNG files `NNNNN-SEED.png` with the webui's `parameters` chunk, numbered after the
+    files already in `folder` (never overwriting)."""
+    from .infotext import write_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
+    number = max(taken, default=-1) + 1
+    paths = []
+    for result in results:
+        path = folder / f"{number:05d}-{result.seed}.png"
+        write_png(result.image, path, result.infotext)
+        paths.append(path)
+        number += 1
+    return paths
+
+
+def request_from_infotext(text: str, **overrides) -> Request:
+    """The request that reproduces an image from its PNG `parameters` text."""
+    from .infotext import parse_infotext
+
+    prompt, negative, parameters = parse_infotext(text)
+    size = str(parameters.get("Size", "")).split("x")
+    values = dict(
+        prompt=prompt,
+        negative_prompt=negative,
+        steps=int(parameters.get("Steps", 20)),
+        cfg_scale=float(parameters.get("CFG scale", 7.0)),
+        seed=int(parameters.get("Seed", -1)),
+        sampler=str(parameters.get("Sampler", DEFAULT_SAMPLER)),
+        schedule=parameters.get("Schedule type"),
+    )
+    if len(size) == 2 and all(s.isdigit() for s in size):
+        values.update(width=int(size[0]), height=int(size[1]))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Request(**values)
