@@ -141,3 +141,24 @@ def test_create_train_and_see_the_loss_plot(page, server):
     card.locator(".hn-card-description").get_by_text("my water, 6 steps").wait_for()
     assert service.library.resolve("mine").description == "my water, 6 steps"
     shoot(page, "11-new-card")
+
+
+def test_png_info_sends_parameters_to_txt2img(page, tmp_path):
+    from PIL import Image
+
+    from hypernet.infotext import write_png
+
+    text = ("a red circle <hypernet:water:0.6>\nNegative prompt: blurry\nSteps: 12, Sampler: DPM++ 2M, "
+            "Schedule type: Karras, CFG scale: 5, Seed: 42, Size: 64x64")
+    path = write_png(Image.new("RGB", (64, 64), "red"), tmp_path / "in.png", text)
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(path))
+    page.locator("#pnginfo_table table").wait_for()
+    assert "Karras" in page.locator("#pnginfo_table").inner_text()
+    shoot(page, "12-png-info")
+    page.locator("#pnginfo_send_to_txt2img").click()
+    assert wait_prompt(page, "water") == "a red circle <hypernet:water:0.6>"
+    page.get_by_role("tab", name="Generation").click()
+    assert box(page, "txt2img_seed").input_value() == "42"
+    assert page.locator("#txt2img_steps input[type=number]").input_value() == "12"
+    assert box(page, "txt2img_neg_prompt").input_value() == "blurry"

@@ -118,7 +118,6 @@ def build_cards_tab(service, kind: str, prompt, selected, strength):
         size = gr.Slider(100, 320, value=DEFAULT_CARD_SIZE, step=10, label="Card size",
                          elem_id=f"{kind}_cards_size", scale=2)
         refresh = gr.Button("Refresh", elem_id=f"{kind}_cards_refresh", scale=1)
-    error = gr.HTML("", elem_id=f"{kind}_cards_error")
     with gr.Group(visible=False, elem_id=f"{kind}_card_info") as info_panel:
         info_text = gr.Markdown(elem_id=f"{kind}_card_info_text")
         description = gr.Textbox(label="Description", lines=2, elem_id=f"{kind}_card_description",
@@ -141,9 +140,9 @@ def build_cards_tab(service, kind: str, prompt, selected, strength):
     def on_refresh(search_text, sort_value, size_value, prompt_text):
         if kind == "hypernet":
             service.library.refresh()
-        return show(search_text, sort_value, size_value, prompt_text), ""
+        return show(search_text, sort_value, size_value, prompt_text), gr.skip()
 
-    refresh.click(on_refresh, listing, [cards, error])
+    refresh.click(on_refresh, listing, [cards, info_note])
 
     def on_click(prompt_text, chosen, search_text, sort_value, size_value, event: gr.EventData):
         data = getattr(event, "_data", None) or {}
@@ -154,18 +153,18 @@ def build_cards_tab(service, kind: str, prompt, selected, strength):
             try:
                 text, current = card_info(service, kind, name)
             except HypernetError as problem:
-                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), error_html(problem), gr.skip(), gr.skip(),
-                        gr.skip(), gr.skip())
-            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", gr.update(visible=True), text, current, name)
+                return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(visible=True), "", "", name,
+                        error_html(problem))
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(visible=True), text, current, name, "")
         new_prompt, new_selected, multiplier = click_card(service, prompt_text, kind, name)
         slider = gr.update(label=strength_label(new_selected),
                            **({"value": multiplier} if multiplier is not None else {}))
         html_cards = show(search_text, sort_value, size_value, new_prompt)
-        return (new_prompt, new_selected if kind != "embedding" else chosen, slider, html_cards, "", gr.skip(),
-                gr.skip(), gr.skip(), gr.skip())
+        return (new_prompt, new_selected if kind != "embedding" else chosen, slider, html_cards, gr.skip(),
+                gr.skip(), gr.skip(), gr.skip(), gr.skip())
 
     cards.click(on_click, [prompt, selected, search, sort, size],
-                [prompt, selected, strength, cards, error, info_panel, info_text, description, info_name])
+                [prompt, selected, strength, cards, info_panel, info_text, description, info_name, info_note])
 
     def on_save(name, text, search_text, sort_value, size_value, prompt_text):
         try:

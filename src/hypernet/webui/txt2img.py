@@ -124,7 +124,7 @@ def build(service, cards_builder):
             c["progress"] = gr.HTML("", elem_id="txt2img_progress")
             c["preview"] = gr.Image(label="Live preview", visible=False, interactive=False, height=256,
                                     elem_id="txt2img_live_preview")
-            c["gallery"] = gr.Gallery(label="Output", columns=2, height=360, elem_id="txt2img_gallery",
+            c["gallery"] = gr.Gallery(label="Output", columns=2, height="auto", elem_id="txt2img_gallery",
                                       object_fit="contain")
             c["infotext"] = gr.Textbox(label="Generation parameters", lines=4, interactive=False,
                                        buttons=["copy"], elem_id="txt2img_infotext")
