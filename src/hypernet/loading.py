@@ -41,6 +41,9 @@ def model_info(model) -> ModelInfo:
 
 
 def load_pipeline_for(model, family=None, device=None, dtype=None, progress: bool = True):
+    from .quiet import resolve_image_processors_quietly
+
+    resolve_image_processors_quietly()
     device = pick_device(device)
     dtype = pick_dtype(device, dtype)
     if model is None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import HypernetError, HypernetFileError
+from ..quiet import quiet_transformers
 from .configs import (
     FAMILIES,
     FAMILY_LAYOUT,
@@ -266,18 +266,6 @@ def _stated_prediction_type(source: TensorFile) -> str | None:
 # --- building modules ------------------------------------------------------------------------
 
 
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging as transformers_logging
-
-    level = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(level)
-
-
 def _build_modules(config: PipelineConfig, empty: bool):
     """UNet, VAE and text encoder from configs; ``empty`` puts parameters on the meta device."""
     from accelerate import init_empty_weights
@@ -285,9 +273,9 @@ def _build_modules(config: PipelineConfig, empty: bool):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     text_config = {k: v for k, v in config.text_encoder.items() if not k.startswith("_")}
-    with _quiet_transformers():
+    with quiet_transformers():
         clip_config = CLIPTextConfig.from_dict(text_config)
-    with _quiet_transformers():
+    with quiet_transformers():
         if not empty:
             return {
                 "unet": UNet2DConditionModel.from_config(config.unet),
@@ -653,7 +641,7 @@ def _load_folder(path: Path, prediction_type, dtype, device):
     for name, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
         folder = path / name
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 modules[name] = cls.from_pretrained(
                     str(folder), local_files_only=True, torch_dtype=dtype, variant=_weights_variant(folder)
                 )
