@@ -256,11 +256,7 @@ class Library:
         if not found:
             self.refresh()
             found = self._matches(query)
-        if len(found) > 1:
-            # Roots are searched in order: the user's folder shadows the extra ones (the
-            # package's demo networks), so a user's own `water` is simply theirs.
-            first_root = min(self._root_rank(entry) for entry in found)
-            found = [entry for entry in found if self._root_rank(entry) == first_root]
+        found = self._shadowed(found)
         if len(found) == 1:
             return found[0]
         if found:
@@ -272,6 +268,17 @@ class Library:
                 found,
             )
         raise UnknownNameError(self._unknown_message(query), query, self.suggestions(query))
+
+    def _shadowed(self, found: list[LibraryEntry]) -> list[LibraryEntry]:
+        """Roots are searched in order: the user's folder shadows the extra ones (the
+        package's demo networks), so a user's own `water` is simply theirs."""
+        if len(found) > 1:
+            first_root = min(self._root_rank(entry) for entry in found)
+            found = [entry for entry in found if self._root_rank(entry) == first_root]
+        return found
+
+    def _visible_matches(self, query: str) -> list[LibraryEntry]:
+        return self._shadowed(self._matches(query))
 
     def _root_rank(self, entry: LibraryEntry) -> int:
         for rank, root in enumerate(self.roots):
@@ -307,7 +314,7 @@ class Library:
         file shares it, then the relative name, then the relative name with extension."""
         entry = self.resolve(name)
         for candidate in (entry.name, entry.relative_name, entry.relative_file):
-            if self._matches(candidate) == [entry]:
+            if self._visible_matches(candidate) == [entry]:
                 return candidate
         return str(entry.path)
 
