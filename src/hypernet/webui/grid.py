@@ -122,6 +122,7 @@ def build(service, size: int):
     def run(*values):
         yield from run_grid(service, *values)
 
-    c["run"].click(run, inputs, [c["progress"], c["image"], c["error"]], concurrency_limit=None)
+    c["run"].click(run, inputs, [c["progress"], c["image"], c["error"]], concurrency_limit=None,
+                   show_progress="hidden")
     c["interrupt"].click(lambda: service.jobs.interrupt() and None, None, None, queue=False)
     return c

@@ -81,6 +81,18 @@ def training_config(service, values: dict) -> TrainingConfig:
         save_optimizer_state=bool(v["save_optimizer_state"]), tensorboard=bool(v["tensorboard"]))
 
 
+def enlarged(picture, side: int = 256):
+    """Small previews (64 px on the embedded model) scaled up by a whole factor."""
+    if picture is None:
+        return None
+    factor = max(1, side // max(picture.size))
+    if factor == 1:
+        return picture
+    from PIL import Image
+
+    return picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+
+
 def loss_frame(losses):
     import pandas
 
@@ -112,7 +124,7 @@ def run_training(service, *values):
         status = note_html((state.textinfo or "").replace("<br/>", " · "))
         plot = loss_frame(state.losses) if len(state.losses) != shown else gr.skip()
         shown = len(state.losses)
-        yield status, plot, state.preview if state.preview is not None else gr.skip(), gr.skip()
+        yield status, plot, enlarged(state.preview) if state.preview is not None else gr.skip(), gr.skip()
     try:
         result = job.future.result()
     except Exception as problem:  # noqa: BLE001 - shown next to the form
@@ -123,7 +135,7 @@ def run_training(service, *values):
         from PIL import Image
 
         with Image.open(result.previews[-1]) as picture:
-            preview = picture.copy()
+            preview = enlarged(picture.copy())
     yield note_html(describe(result)), loss_frame(result.losses or service.jobs.snapshot().losses), preview, ""
 
 
@@ -258,6 +270,7 @@ def build(service):
         yield from run_training(service, *values)
 
     c["train_event"] = c["train"].click(on_train, [c[k] for k in TRAIN_FIELDS],
-                                        [c["status"], c["plot"], c["preview"], c["error"]], concurrency_limit=None)
+                                        [c["status"], c["plot"], c["preview"], c["error"]], concurrency_limit=None,
+                                        show_progress="hidden")
     c["interrupt"].click(lambda: service.jobs.interrupt() and None, None, None, queue=False)
     return c

@@ -144,8 +144,8 @@ def _wire(service, c) -> None:
     def run(*values):
         yield from generate(service, *values)
 
-    c["generate"].click(run, fields, outputs, concurrency_limit=None)
-    c["prompt"].submit(run, fields, outputs, concurrency_limit=None)
+    c["generate"].click(run, fields, outputs, concurrency_limit=None, show_progress="hidden")
+    c["prompt"].submit(run, fields, outputs, concurrency_limit=None, show_progress="hidden")
     c["interrupt"].click(lambda: service.jobs.interrupt() and None, None, None, queue=False)
     c["dice"].click(lambda: -1, None, c["seed"], queue=False)
     c["recycle"].click(lambda seed: seed, c["last_seed"], c["seed"], queue=False)
