@@ -47,6 +47,9 @@ def run(args) -> int:
             # generation or training request stays open until its job ends (saved first)
             service.jobs.close()
             super().handle_exit(sig, frame)
+            # uvicorn raises the signal again after its graceful shutdown, so the process
+            # died of it (exit status -15 on SIGTERM); the shutdown is clean: exit 0
+            self._captured_signals.clear()
 
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=120)
     server = Server(config)
