@@ -78,11 +78,20 @@ def test_progress_answers_while_the_worker_is_busy(http, live):
         assert job.answer().status_code == 200
 
 
-def test_interrupt_stops_within_one_step(http, live):
+def test_interrupt_stops_within_one_step(http, live, monkeypatch):
+    jobs, seen = live.service.jobs, []
+
+    def interrupt_and_look():  # the steps done the moment the HTTP handler set the interrupt
+        interrupted = original()
+        seen.append(jobs.snapshot())
+        return interrupted
+
+    original = jobs.interrupt
+    monkeypatch.setattr(jobs, "interrupt", interrupt_and_look)
     job = Background(live, f"{API}/txt2img", txt2img_body("a red circle <hypernet:water:1>", steps=LONG))
     sampling(http, 3)
     assert http.post(f"{API}/interrupt").json() == {"interrupted": True}
-    seen = live.service.jobs.snapshot()  # the steps done when the interrupt had been set
+    (seen,) = seen
     answer = job.answer()
     assert answer.status_code == 200, answer.text  # answered with what it finished
     info = info_of(answer)

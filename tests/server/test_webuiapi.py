@@ -52,7 +52,7 @@ def test_get_and_set_options(client):
     client.set_options({"sd_hypernetwork": "water", "extra_networks_default_multiplier": 0.6})
     try:
         assert client.get_options()["sd_hypernetwork"] == "water"
-        result = client.txt2img(prompt="a green triangle", steps=2)
+        result = client.txt2img(prompt="a green triangle", steps=2, width=64, height=64)
         assert result.info["all_prompts"] == ["a green triangle<hypernet:water:0.6>"]
     finally:
         client.set_options({"sd_hypernetwork": "None", "extra_networks_default_multiplier": 1.0})
@@ -81,6 +81,6 @@ def test_png_info_and_interrupt(client):
 
 def test_errors_reach_the_client_as_4xx(client):
     with pytest.raises(RuntimeError) as raised:
-        client.txt2img(prompt="a circle <hypernet:watr:1>", steps=2)
+        client.txt2img(prompt="a circle <hypernet:watr:1>", steps=2, width=64, height=64)
     status, text = raised.value.args
     assert status == 404 and "water" in json.loads(text)["detail"]
