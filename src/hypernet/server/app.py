@@ -112,6 +112,17 @@ def _body_limit(max_bytes: int):
         if length is not None and length.isdigit() and int(length) > max_bytes:
             message = f"request body of {int(length)} bytes is larger than the server accepts ({max_bytes})"
             return JSONResponse({"error": "PayloadTooLarge", "detail": message, "errors": message}, status_code=413)
+        if length is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+            # a chunked body says no length: read it here, up to the limit (Starlette hands
+            # the body read in a middleware on to the app)
+            received = bytearray()
+            async for chunk in request.stream():
+                received += chunk
+                if len(received) > max_bytes:
+                    message = f"request body is larger than the server accepts ({max_bytes} bytes)"
+                    return JSONResponse({"error": "PayloadTooLarge", "detail": message, "errors": message},
+                                        status_code=413)
+            request._body = bytes(received)
         return await call_next(request)
 
     return middleware
