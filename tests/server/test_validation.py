@@ -3,6 +3,7 @@ they take a place in the queue; names never reach outside the library folders.""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def test_body_over_the_limit_is_413(live):
             answer = client.post(f"{API}/txt2img", json=txt2img_body("x" * 4096))
             refused(answer, 413, "larger than the server accepts")
             assert client.post(f"{API}/txt2img", json=txt2img_body()).status_code == 200
+            # a chunked body has no Content-Length: it is counted as it arrives
+            for size, status in ((4096, 413), (100, 200)):
+                data = json.dumps(txt2img_body("x" * size)).encode()
+                chunks = (data[i:i + 500] for i in range(0, len(data), 500))
+                answer = client.post(f"{API}/txt2img", content=chunks, headers={"content-type": "application/json"})
+                assert answer.status_code == status, answer.text
     finally:
         small.server.should_exit = True  # not small.stop(): the service belongs to `live`
         small.thread.join(30)
