@@ -98,6 +98,9 @@ def test_unknown_hypernetwork_is_answered_next_to_the_prompt(service):
     error = updates[0][4]
     assert 'class="hn-error"' in error and "watr" in error and "closest names: water" in error
     assert "Traceback" not in error
+    updates = list(generate(service, "a red circle <hypernet:water:lots>", "", "Euler a", "Automatic", 20, 7, 64, 64,
+                            -1, 1, 1))
+    assert len(updates) == 1 and "multiplier &#x27;lots&#x27; is not a number" in updates[0][4]
     assert service.jobs.waiting == 0
 
 
