@@ -134,7 +134,7 @@ def build_cards_tab(service, kind: str, prompt, selected, strength):
         return render_cards(service, kind, search_text, sort_value, size_value, prompt_text)
 
     listing = [search, sort, size, prompt]
-    for control in (search.change, sort.change, size.release):
+    for control in (search.change, sort.change, size.release, prompt.blur):  # blur: outlines follow typed tags
         control(show, listing, cards, queue=False)
 
     def on_refresh(search_text, sort_value, size_value, prompt_text):
