@@ -92,6 +92,7 @@ class Job:
     control: Control = field(default_factory=Control)
     submitted: float = field(default_factory=time.monotonic)
     interrupt_when_abandoned: bool = True
+    queued: bool = False  # holds a place in the queue (until it starts or is cancelled)
 
     def abandon(self) -> None:
         """The client went away: a waiting job is dropped, a running one interrupted
@@ -159,9 +160,19 @@ class Jobs:
             if self._waiting >= self.max_waiting:
                 raise QueueFull(self._waiting, self.retry_after_seconds())
             self._waiting += 1
-            job = Job(kind, run, id=f"task({next(self._ids)})", interrupt_when_abandoned=interrupt_when_abandoned)
+            job = Job(kind, run, id=f"task({next(self._ids)})", interrupt_when_abandoned=interrupt_when_abandoned,
+                      queued=True)
+        # a job cancelled while waiting (its client left) gives its place back at once,
+        # not when the worker reaches it
+        job.future.add_done_callback(lambda future: future.cancelled() and self._leave_queue(job))
         self._queue.put(job)
         return job
+
+    def _leave_queue(self, job: Job) -> None:
+        with self._lock:
+            if job.queued:
+                job.queued = False
+                self._waiting -= 1
 
     def retry_after_seconds(self) -> int:
         average = sum(self._durations) / len(self._durations)
@@ -208,8 +219,7 @@ class Jobs:
             job = self._queue.get()
             if job is None:
                 return
-            with self._lock:
-                self._waiting -= 1
+            self._leave_queue(job)
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while waiting
             with self._lock:
