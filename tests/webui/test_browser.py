@@ -73,8 +73,8 @@ def test_card_click_strength_slider_and_generate(page):
 def test_send_to_grid_and_make_a_strength_grid(page):
     page.locator("#txt2img_prompt textarea").fill("a red circle on a blue background <hypernet:neon:0.5>")
     page.locator("#txt2img_send_to_grid").click()
-    page.wait_for_function("document.querySelector('#grid_prompt textarea') && "
-                           "document.querySelector('#grid_prompt textarea').value === 'a red circle on a blue background'")
+    page.wait_for_function("document.querySelector('#grid_prompt textarea')?.value === "
+                           "'a red circle on a blue background'")
     assert box(page, "grid_network").input_value() == "neon"
     box(page, "grid_multipliers").fill("0, 0.5, 1")
     box(page, "grid_seeds").fill("3")

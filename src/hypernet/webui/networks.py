@@ -65,19 +65,18 @@ def training_settings(service, name: str) -> dict | None:
 def card_info(service, kind: str, name: str) -> tuple[str, str]:
     """(info as Markdown, description) for a card's info panel."""
     if kind != "hypernet":
-        from .cards import cards_for
-
         card = next((c for c in cards_for(service, kind) if c.name == name), None)
         if card is None:
             raise HypernetError(f"no {KIND_TITLES[kind]} file named {name!r}; press Refresh")
-        return f"### {html.escape(name)}\n\n{KIND_TITLES[kind]} file" + (f" in `{card.folder}/`" if card.folder else ""), \
-            card.description
+        where = f" in `{card.folder}/`" if card.folder else ""
+        return f"### {html.escape(name)}\n\n{KIND_TITLES[kind]} file{where}", card.description
     from ..inspection import describe, format_description
 
     entry = service.resolve_hypernetwork(name)
     info = service.library.info(entry)
     multiplier = format_multiplier(service.options.get("extra_networks_default_multiplier"))
-    lines = [f"### {html.escape(info['tag_name'])}", "", f"Prompt tag: `<hypernet:{info['tag_name']}:{multiplier}>`", ""]
+    tag = f"<hypernet:{info['tag_name']}:{multiplier}>"
+    lines = [f"### {html.escape(info['tag_name'])}", "", f"Prompt tag: `{tag}`", ""]
     if info["error"]:
         lines += [f"**This file does not load:** {html.escape(info['error'])}"]
     else:

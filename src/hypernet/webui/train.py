@@ -73,9 +73,10 @@ def training_config(service, values: dict) -> TrainingConfig:
         filename_word_regex=v["filename_word_regex"] or "", filename_join=v["filename_join"] or " ",
         shuffle_tags=bool(v["shuffle_tags"]), tag_dropout=float(v["tag_dropout"] or 0),
         caption_dropout=float(v["caption_dropout"] or 0), latent_sampling=v["latent_sampling"],
-        clip_grad=v["clip_grad"], clip_value=_text(v["clip_value"]) or "0.1", use_alpha_weight=bool(v["use_alpha_weight"]),
-        save_every=optional_int(v["save_every"], "save every"), preview_every=optional_int(v["preview_every"], "preview every"),
-        preview=preview, log_dir=_text(v["log_dir"]) or str(service.paths.training_dir), run_dir=_text(v["run_dir"]),
+        clip_grad=v["clip_grad"], clip_value=_text(v["clip_value"]) or "0.1",
+        use_alpha_weight=bool(v["use_alpha_weight"]), save_every=optional_int(v["save_every"], "save every"),
+        preview_every=optional_int(v["preview_every"], "preview every"), preview=preview,
+        log_dir=_text(v["log_dir"]) or str(service.paths.training_dir), run_dir=_text(v["run_dir"]),
         csv_every=optional_int(v["csv_every"], "CSV every"), seed=_seed(v["seed"], "seed"),
         precision=v["precision"], gradient_checkpointing=v["gradient_checkpointing"],
         save_optimizer_state=bool(v["save_optimizer_state"]), tensorboard=bool(v["tensorboard"]))
@@ -220,7 +221,8 @@ def build(service):
                     c["preview_prompt"] = gr.Textbox(label="Preview prompt (empty: the batch's first)",
                                                      elem_id="train_preview_prompt")
                     c["preview_negative"] = gr.Textbox(label="Preview negative prompt", elem_id="train_preview_neg")
-                    c["preview_steps"] = gr.Number(20, label="Preview steps", precision=0, elem_id="train_preview_steps")
+                    c["preview_steps"] = gr.Number(20, label="Preview steps", precision=0,
+                                                   elem_id="train_preview_steps")
                     c["preview_sampler"] = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Preview sampler",
                                                        elem_id="train_preview_sampler")
                 with gr.Row():
@@ -237,7 +239,8 @@ def build(service):
                     c["run_dir"] = gr.Textbox(label="Run folder (empty: LOG/DATE/NAME)", elem_id="train_run_dir")
                     c["template_dirs"] = gr.Textbox(label="Extra template folders (comma-separated)",
                                                     elem_id="train_template_dirs")
-                    c["csv_every"] = gr.Number(1, label="Loss CSV every N steps", precision=0, elem_id="train_csv_every")
+                    c["csv_every"] = gr.Number(1, label="Loss CSV every N steps", precision=0,
+                                               elem_id="train_csv_every")
                 with gr.Row():
                     c["precision"] = gr.Dropdown(list(PRECISIONS), value="auto", label="Precision",
                                                  elem_id="train_precision")
