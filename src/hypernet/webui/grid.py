@@ -63,7 +63,7 @@ def run_grid(service, *values):
     try:
         job = submit_grid(service, *values)
     except HypernetError as problem:
-        yield _bar(0, "not started"), gr.skip(), error_html(problem)
+        yield "", gr.skip(), error_html(problem)
         return
     yield progress_html(None), gr.skip(), ""
     while not job.future.done():

@@ -44,7 +44,7 @@ def generate(service, *values):
         request = make_request(*values)
         job = service.txt2img(request, save_images=bool(service.options.get("samples_save")))
     except HypernetError as problem:
-        yield (_bar(0, "not started"), gr.update(visible=False), skip(), skip(), error_html(problem), skip(), skip())
+        yield ("", gr.update(visible=False), skip(), skip(), error_html(problem), skip(), skip())
         return
     yield (progress_html(None), gr.update(visible=False), skip(), skip(), "", skip(), skip())
     while not job.future.done():
