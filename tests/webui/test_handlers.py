@@ -53,7 +53,7 @@ def test_cards_search_sort_and_placeholder(service):
     html = networks.render_cards(service, "hypernet", prompt="<hypernet:water:1>")
     assert html.index('data-name="neon"') < html.index('data-name="water"') < html.index('data-name="zeta"')
     assert 'hn-card hn-card-selected" id="card-hypernet-water"' in html
-    assert "data:image/jpeg;base64," in html  # the demo networks' previews
+    assert 'style="background-image:url(webui/thumbnail?kind=hypernet&amp;name=water&amp;v=' in html
     assert "hn-card-placeholder" in html and 'hn-card-folder">mine/' in html  # zeta has none
     newest_first = networks.render_cards(service, "hypernet", sort=cards.SORTS[1])
     assert newest_first.index('data-name="zeta"') < newest_first.index('data-name="water"')
@@ -143,3 +143,16 @@ def test_png_info_reads_parameters_and_sends_them_to_txt2img(tmp_path):
                                         64, 64, 42)
     with pytest.raises(HypernetError, match="no generation parameters"):
         pnginfo.to_txt2img("")
+
+
+def test_thumbnail_route_serves_previews_of_listed_files_only(service):
+    from fastapi.testclient import TestClient
+
+    from hypernet.server import create_app
+
+    client = TestClient(create_app(service, manage_service=False))  # no lifespan: no model loaded
+    answer = client.get("/webui/thumbnail", params={"kind": "hypernet", "name": "water", "v": "1"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+    assert answer.content[:2] == b"\xff\xd8"
+    for kind, name in (("hypernet", "../../etc/passwd"), ("hypernet", "nothing"), ("lora", "water"), ("x", "water")):
+        assert client.get("/webui/thumbnail", params={"kind": kind, "name": name}).status_code == 404

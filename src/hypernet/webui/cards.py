@@ -9,7 +9,6 @@ does) lets the same functions be tested without a browser and used by the API la
 
 from __future__ import annotations
 
-import base64
 import colorsys
 import hashlib
 import html
@@ -17,6 +16,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from ..library import PREVIEW_EXTENSIONS
 
@@ -114,30 +114,53 @@ def select_cards(cards: list[Card], search: str = "", sort: str = SORTS[0]) -> l
 
 # -- HTML -------------------------------------------------------------------------------
 
-_thumbnails: dict[tuple, str] = {}
+class Thumbnails:
+    """Small JPEGs of the preview pictures, made once per file version. One object per
+    mounted UI (its route serves them), so nothing is cached at module level."""
 
+    def __init__(self, side: int = THUMBNAIL_SIDE, limit: int = 1024):
+        self.side, self.limit = side, limit
+        self._cache: dict[tuple, bytes] = {}
 
-def thumbnail_uri(path: Path) -> str | None:
-    """A small JPEG of the preview as a data URI (cached per file version), so the page
-    needs no file route into the library folders."""
-    from PIL import Image
+    def get(self, path: Path) -> bytes | None:
+        from PIL import Image
 
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _thumbnails:
         try:
-            with Image.open(path) as picture:
-                picture = picture.convert("RGB")
-                picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-                buffer = io.BytesIO()
-                picture.save(buffer, format="JPEG", quality=85)
+            stat = path.stat()
         except OSError:
             return None
-        _thumbnails[key] = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return _thumbnails[key]
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._cache:
+            try:
+                with Image.open(path) as picture:
+                    picture = picture.convert("RGB")
+                    picture.thumbnail((self.side, self.side))
+                    buffer = io.BytesIO()
+                    picture.save(buffer, format="JPEG", quality=85)
+            except OSError:
+                return None
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            self._cache[key] = buffer.getvalue()
+        return self._cache[key]
+
+
+def find_card(service, kind: str, name: str) -> Card | None:
+    if kind not in KINDS:
+        return None
+    return next((card for card in cards_for(service, kind) if card.name == name), None)
+
+
+def thumbnail_url(card: Card) -> str | None:
+    """The UI's thumbnail route for a card's preview; the file's version in the query
+    lets the browser cache it until the picture changes."""
+    if card.preview is None:
+        return None
+    try:
+        version = card.preview.stat().st_mtime_ns
+    except OSError:
+        return None
+    return f"webui/thumbnail?kind={card.kind}&name={quote(card.name, safe='')}&v={version}"
 
 
 def placeholder_style(name: str) -> str:
@@ -156,9 +179,9 @@ def card_id(kind: str, name: str) -> str:
 
 def card_html(card: Card, size: int, selected: set[str]) -> str:
     name = html.escape(card.name, quote=True)
-    uri = thumbnail_uri(card.preview) if card.preview else None
-    if uri:
-        image = f'<div class="hn-card-image" style="background-image:url({uri})"></div>'
+    url = thumbnail_url(card)
+    if url:
+        image = f'<div class="hn-card-image" style="background-image:url({html.escape(url)})"></div>'
     else:
         initial = html.escape(card.name.rpartition("/")[2][:1].upper() or "?")
         image = (f'<div class="hn-card-image hn-card-placeholder" style="{placeholder_style(card.name)}">'
