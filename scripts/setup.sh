@@ -17,7 +17,7 @@ target="."
 needed="import hypernet, diffusers, transformers, fastapi, uvicorn, gradio"
 if [ "${1:-}" = "--test" ]; then
   target=".[test]"
-  needed="$needed, pytest, hypothesis, httpx, webuiapi, playwright"
+  needed="$needed, pytest, hypothesis, httpx, webuiapi, playwright, nbclient, ipykernel"
   # the browser tests drive Debian's chromium (Playwright's own browser download is not used)
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

@@ -9,7 +9,6 @@ from hypernet.errors import HypernetError
 from hypernet.webui import cards, networks
 from hypernet.webui.blocks import grid_from_prompt
 
-pytest.importorskip("gradio")
 
 
 @pytest.fixture
