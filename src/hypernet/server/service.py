@@ -188,9 +188,16 @@ class Service:
         probe = Request(**{**request.__dict__, "width": request.width or 512, "height": request.height or 512})
         probe.validated(512, 8)
         _, _, tags = extract_networks_pair(request.prompt, request.negative_prompt)
+        loras = None
         for kind, name, _ in tags:
             if kind == "hypernet":
                 self.resolve_hypernetwork(name)
+            elif kind == "lora":
+                from ..extra_networks import LORA_SUFFIXES, _files, _unknown
+
+                loras = _files(self.paths.lora_dir, LORA_SUFFIXES) if loras is None else loras
+                if name not in loras:
+                    raise _unknown("LoRA", name, list(loras))
 
     def resolve_hypernetwork(self, name: str):
         """A library entry for a name from a request: never a path outside the library
