@@ -101,8 +101,12 @@ class LibraryWarning:
 
 
 def format_multiplier(multiplier: float) -> str:
-    """How a tag writes its multiplier: as the webui formats its float setting (1.0, 0.7)."""
-    return str(float(multiplier))
+    """How a tag we write spells its multiplier: as the webui's cards do (a JavaScript
+    number: 1, 0.75, -0.5, 0.30000000000000004), the one form for cards, grids and tags."""
+    value = float(multiplier)
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
 
 
 class Library:

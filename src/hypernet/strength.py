@@ -14,7 +14,9 @@ from .generation import Generator, Request
 def with_multiplier(prompt: str, name: str, multiplier: float) -> str:
     """`prompt` with `<hypernet:name:multiplier>`: an existing tag for `name` is replaced."""
     pattern = re.compile(r"<hypernet:" + re.escape(name) + r"(:[^>]*)?>")
-    tag = f"<hypernet:{name}:{multiplier:g}>"
+    from .library import format_multiplier
+
+    tag = f"<hypernet:{name}:{format_multiplier(multiplier)}>"
     if pattern.search(prompt):
         return pattern.sub(tag, prompt, count=1)
     return f"{prompt} {tag}".strip()

@@ -160,10 +160,10 @@ def test_the_same_folder_given_twice_is_one_root(tmp_path, monkeypatch):
 
 def test_prompt_tags_use_the_relative_name_only_when_needed(library_dir):
     library = Library(library_dir)
-    assert library.prompt_tag("anime") == "<hypernet:anime:1.0>"
+    assert library.prompt_tag("anime") == "<hypernet:anime:1>"  # as the webui's cards write it
     assert library.prompt_tag("anime", 0.7) == "<hypernet:anime:0.7>"
-    assert library.prompt_tag("style/name", 1) == "<hypernet:style/name:1.0>"
-    assert library.prompt_tag("Zeta/deep/Painterly") == "<hypernet:Painterly:1.0>"
+    assert library.prompt_tag("style/name", 1) == "<hypernet:style/name:1>"
+    assert library.prompt_tag("Zeta/deep/Painterly") == "<hypernet:Painterly:1>"
 
 
 def test_load_caches_per_file_version_and_reloads_a_retrained_file(tmp_path):
@@ -209,7 +209,7 @@ def test_info_is_json_able_and_carries_the_short_hash(library_dir):
     assert info["format"] == "safetensors" and info["sizes"] == [16] and info["error"] is None
     assert info["preview"] == str(library_dir / "other" / "name.jpg")
     assert info["short_hash"] == hypernet.fileio.short_hash(library_dir / "other" / "name.safetensors")
-    assert info["prompt_tag"] == "<hypernet:other/name:1.0>"
+    assert info["prompt_tag"] == "<hypernet:other/name:1>"
 
 
 def test_write_user_metadata_keeps_other_keys_and_updates_the_entry(library_dir):

@@ -164,7 +164,6 @@ class Service:
     def prepare_prompt(self, prompt: str, hypernetwork: str | None = None, multiplier: float | None = None) -> str:
         """The prompt with the "Add hypernetwork to prompt" option applied (contract §4.2
         item 2: appended without a separator unless already tagged)."""
-        from ..library import format_multiplier
         from ..prompt import extract_networks
 
         name = hypernetwork if hypernetwork is not None else self.options.get("sd_hypernetwork")
@@ -175,7 +174,8 @@ class Service:
         if any(kind == "hypernet" and tag_name in (name, entry.name) for kind, tag_name, _ in tags):
             return prompt
         m = multiplier if multiplier is not None else self.options.get("extra_networks_default_multiplier")
-        return f"{prompt}<hypernet:{self.library.tag_name(entry)}:{format_multiplier(m)}>"
+        # exactly the webui's text for this option: Python's str of the float ("1.0")
+        return f"{prompt}<hypernet:{self.library.tag_name(entry)}:{float(m)}>"
 
     def check_request(self, request: Request) -> None:
         """Everything that can be checked without the model: limits, sampler, sizes,

@@ -211,9 +211,10 @@ def cards_html(cards: list[Card], size: int = DEFAULT_CARD_SIZE, prompt: str = "
 
 
 def format_multiplier(multiplier: float) -> str:
-    """As the webui's cards write it (a JavaScript number): 1, 0.75, -0.5."""
-    value = round(float(multiplier), 4)
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+    """As the webui's cards write it, to the slider's precision (4 decimals)."""
+    from ..library import format_multiplier as card_style
+
+    return card_style(round(float(multiplier), 4))
 
 
 _TAG = re.compile(r"<(hypernet|lora):([^:>]+)(?::([^:>]*))?((?::[^>]*)?)>")
