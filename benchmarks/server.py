@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=20, help="requests per client in (c)")
     parser.add_argument("--load-steps", type=int, default=2, help="sampling steps of each request in (c)")
+    parser.add_argument("--parts", default="abc", help="which measurements to run (default abc)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
@@ -159,12 +160,16 @@ def main() -> None:
         print("starting hypernet serve...", flush=True)
         process, url = start_server(Path(folder), queue_size=args.clients + 8)
         try:
-            print("(a) API vs in-process...", flush=True)
-            a = api_vs_in_process(url, args.steps, args.repeats)
-            print("(b) /progress while a job runs...", flush=True)
-            b = progress_latency(url, args.polls)
-            print(f"(c) {args.clients} clients x {args.requests} requests...", flush=True)
-            c = asyncio.run(throughput(url, args.clients, args.requests, args.load_steps))
+            a = b = c = None
+            if "a" in args.parts:
+                print("(a) API vs in-process...", flush=True)
+                a = api_vs_in_process(url, args.steps, args.repeats)
+            if "b" in args.parts:
+                print("(b) /progress while a job runs...", flush=True)
+                b = progress_latency(url, args.polls)
+            if "c" in args.parts:
+                print(f"(c) {args.clients} clients x {args.requests} requests...", flush=True)
+                c = asyncio.run(throughput(url, args.clients, args.requests, args.load_steps))
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(120)
@@ -172,6 +177,15 @@ def main() -> None:
 
     print(f"\nMachine: {machine()}")
     print(f"load average (1 min) before {load[0]:.2f}, after {after[0]:.2f}; hypernet serve exited {code} on SIGTERM\n")
+    if a:
+        report_a(args, a)
+    if b:
+        report_b(args, b)
+    if c:
+        report_c(args, c)
+
+
+def report_a(args, a) -> None:
     print(f"(a) txt2img, toy model 64x64, {args.steps} steps Euler a, CFG 7, `{PROMPT}`, median of {args.repeats}, "
           "interleaved\n")
     print("| path | seconds |")
@@ -179,11 +193,17 @@ def main() -> None:
     print(f"| `Generator.generate` in-process | {a['direct']:.3f} |")
     print(f"| POST /sdapi/v1/txt2img (HTTP, queue, PNG + base64) | {a['api']:.3f} |")
     print(f"| ratio API / in-process (goal <= 1.10) | {a['ratio']:.3f} {'(met)' if a['ratio'] <= 1.10 else '(NOT met)'} |")
+
+
+def report_b(args, b) -> None:
     print(f"\n(b) GET /progress while a 150-step job runs, {args.polls} sequential requests each\n")
     print("| request | p50 (ms) | p99 (ms) | max (ms) | answers that saw the job running |")
     print("|---|---|---|---|---|")
     for label, (p50, p99, worst, busy) in b.items():
         print(f"| {label} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {worst * 1000:.1f} | {busy}/{args.polls} |")
+
+
+def report_c(args, c) -> None:
     print(f"\n(c) {args.clients} concurrent clients x {args.requests} txt2img each, {args.load_steps} steps, "
           "one worker\n")
     print("| requests | errors | seconds | requests/s | latency p50 (s) | latency p99 (s) |")

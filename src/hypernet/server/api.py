@@ -82,13 +82,18 @@ def router(service) -> APIRouter:
                                 "(txt2img); img2img and inpainting are planned")
 
     # -- progress and control ----------------------------------------------------------------
+    newest_image = {"key": None, "image": None}  # clients poll faster than steps end
+
     @api.get("/progress")
     def progress(skip_current_image: bool = Query(False)):
         state = service.jobs.snapshot()
         image = None
         if not skip_current_image and state.job:
-            picture = service.current_image()
-            image = results.encode_png(picture) if picture is not None else None
+            key = (state.job_id, id(state.latents), id(state.preview), state.job_no, state.sampling_step)
+            if newest_image["key"] != key:
+                picture = service.current_image()
+                newest_image.update(key=key, image=results.encode_png(picture) if picture is not None else None)
+            image = newest_image["image"]
         return results.progress_response(state, image, time.time())
 
     @api.post("/interrupt")

@@ -13,8 +13,9 @@ import torch
 
 
 class LatentPreview:
-    def __init__(self, matrix: torch.Tensor):
+    def __init__(self, matrix: torch.Tensor, scale: int = 8):
         self.matrix = matrix  # (channels + 1, 3)
+        self.scale = scale  # pixels per latent cell: the preview is never bigger than the picture
 
     @classmethod
     def fit(cls, vae, blocks: int = 12, seed: int = 0) -> "LatentPreview":
@@ -32,7 +33,7 @@ class LatentPreview:
         cells = encoded[0, :, 0::2, 0::2][:, :blocks, :blocks].reshape(encoded.shape[1], -1).T
         inputs = torch.cat([cells, torch.ones(len(cells), 1)], dim=1)
         matrix = torch.linalg.lstsq(inputs, colours * 2 - 1).solution
-        return cls(matrix)
+        return cls(matrix, scale)
 
     def image(self, latents: torch.Tensor, index: int = 0, max_side: int = 512):
         """A PIL image of one latent of a batch, upscaled to at most `max_side` pixels."""
@@ -43,5 +44,5 @@ class LatentPreview:
         rgb = torch.cat([flat, torch.ones(len(flat), 1)], dim=1) @ self.matrix
         rgb = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         picture = Image.fromarray(rgb.reshape(latent.shape[1], latent.shape[2], 3).numpy())
-        factor = max(1, max_side // max(picture.size))
+        factor = max(1, min(max_side, max(picture.size) * self.scale) // max(picture.size))
         return picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
