@@ -49,6 +49,8 @@ def decode_image(data: str, field: str = "image"):
         width, height = image.size
     except (UnidentifiedImageError, OSError) as error:
         raise HypernetError(f"{field} is not a readable image (PNG, JPEG or WebP expected): {error}") from None
+    except Image.DecompressionBombError:  # PIL's own bound, above ours: was answered 500
+        raise HypernetError(f"{field} has more pixels than the server reads ({MAX_PNG_INFO_PIXELS})") from None
     if width * height > MAX_PNG_INFO_PIXELS:
         raise HypernetError(f"{field} is {width}x{height}, more pixels than the server reads ({MAX_PNG_INFO_PIXELS})")
     return image
