@@ -193,6 +193,25 @@ def test_png_info_rejects_what_is_not_an_image(http):
     assert answer.status_code == 422 and "not a readable image" in answer.json()["detail"]
 
 
+def test_png_info_refuses_huge_images(http):
+    """A PNG that says 20000x10000 (PIL's own decompression-bomb bound) and one of 9000x8000."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    for width, height in ((20000, 10000), (9000, 8000)):
+        buffer = io.BytesIO()
+        Image.new("L", (8, 8)).save(buffer, format="PNG")
+        data = bytearray(buffer.getvalue())
+        data[16:24] = struct.pack(">II", width, height)  # IHDR's size; the pixels are never read
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+        answer = http.post(f"{API}/png-info", json={"image": base64.b64encode(bytes(data)).decode()})
+        assert answer.status_code == 422, answer.text
+        assert "more pixels than the server reads" in answer.json()["detail"]
+
+
 def test_loras_and_refresh(http, live):
     assert http.get(f"{API}/loras").json() == []
     folder = live.service.paths.lora_dir
