@@ -77,6 +77,16 @@ def test_override_settings_already_tagged_is_not_tagged_twice(http):
     assert info["all_prompts"] == ["a red circle <hypernet:neon:0.3>"]
 
 
+def test_override_settings_kept_when_not_restored(http):
+    body = txt2img_body("a red circle", override_settings={"sd_hypernetwork": "neon"},
+                        override_settings_restore_afterwards=False)
+    try:
+        assert http.post(f"{API}/txt2img", json=body).status_code == 200
+        assert http.get(f"{API}/options").json()["sd_hypernetwork"] == "neon"
+    finally:
+        http.post(f"{API}/options", json={"sd_hypernetwork": "None"})
+
+
 def test_override_settings_clip_skip(http):
     plain = http.post(f"{API}/txt2img", json=txt2img_body())
     skipped = http.post(f"{API}/txt2img", json=txt2img_body(override_settings={"CLIP_stop_at_last_layers": 2}))

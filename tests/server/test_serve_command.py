@@ -103,11 +103,13 @@ def test_sigterm_during_training_saves_the_network_first(serve_process, tmp_path
             "log_directory": str(tmp_path / "log")})))
         training.start()
 
-        def trained_a_few_steps() -> bool:
+        def trained_a_few_steps():
             state = httpx.get(f"{server.url}{API}/progress", params={"skip_current_image": True}, timeout=30).json()
-            return state["state"]["job"] == "train-hypernetwork" and state["state"]["job_no"] >= 3
+            return state if state["state"]["job"] == "train-hypernetwork" and state["state"]["job_no"] >= 3 else None
 
-        wait_for(trained_a_few_steps, timeout=180, interval=0.1)
+        progress = wait_for(trained_a_few_steps, timeout=180, interval=0.1)
+        assert progress["state"]["job_count"] == 100000 and 0 < progress["progress"] < 1
+        assert "Loss: " in progress["textinfo"] and "Step: " in progress["textinfo"]
         assert server.terminate() == 0, server.output()
         training.join(60)
     steps = hypernet.load(path).step
