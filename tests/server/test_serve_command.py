@@ -28,13 +28,13 @@ def free_port() -> int:
 
 
 class ServeProcess:
-    def __init__(self, folder: Path, *extra: str):
+    def __init__(self, folder: Path, *extra: str, host: str = "127.0.0.1"):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.log = open(folder / "serve.log", "w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hypernet", "serve", "--port", str(self.port), "--no-ui",
+            [sys.executable, "-m", "hypernet", "serve", "--host", host, "--port", str(self.port), "--no-ui",
              "--hypernet-dir", "hn", "--ckpt-dir", "ckpt", "--outputs-dir", "out", "--training-dir", "train", *extra],
             cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -48,8 +48,8 @@ class ServeProcess:
 
         wait_for(answers, timeout=180, interval=0.2)
 
-    def terminate(self, timeout: float = 120) -> int:
-        self.process.send_signal(signal.SIGTERM)
+    def terminate(self, timeout: float = 120, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
         return self.process.wait(timeout)
 
     def output(self) -> str:
@@ -68,8 +68,8 @@ class ServeProcess:
 def serve_process(tmp_path):
     started = []
 
-    def start(*extra: str) -> ServeProcess:
-        process = ServeProcess(tmp_path, *extra)
+    def start(*extra: str, host: str = "127.0.0.1") -> ServeProcess:
+        process = ServeProcess(tmp_path, *extra, host=host)
         started.append(process)
         process.wait_ready()
         return process
@@ -84,6 +84,14 @@ def test_starts_answers_and_stops_cleanly_on_sigterm(serve_process):
     answer = httpx.get(f"{server.url}{API}/samplers", timeout=30)
     assert "Euler a" in [sampler["name"] for sampler in answer.json()]
     assert server.terminate() == 0, server.output()
+    assert "Traceback" not in server.output()
+
+
+def test_ctrl_c_stops_cleanly_and_another_host_without_auth_warns(serve_process):
+    server = serve_process(host="127.0.0.2")  # loopback too, but not the default address
+    assert httpx.get(f"{server.url}{API}/samplers", timeout=30).status_code == 200
+    assert server.terminate(sig=signal.SIGINT) == 0, server.output()
+    assert "warning: listening on 127.0.0.2 without --api-auth" in server.output()
     assert "Traceback" not in server.output()
 
 
