@@ -195,7 +195,7 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path):
             sampling(http, 1)
             first = Background(live, f"{API}/txt2img", txt2img_body(steps=2, seed=1))
             wait_for(lambda: jobs.waiting == 1)
-            impatient = Background(live, f"{API}/txt2img", txt2img_body(steps=2, seed=2), timeout=1.5)
+            impatient = Background(live, f"{API}/txt2img", txt2img_body(steps=2, seed=2), timeout=3)
             wait_for(lambda: jobs.waiting == 2)
             answer = http.post(f"{API}/txt2img", json=txt2img_body())
             assert answer.status_code == 503, answer.text
