@@ -7,9 +7,10 @@ import pytest
 from .live import serve
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
-    """The toy model runs ~10x faster on one intra-op thread on a busy 2-core machine."""
+    """The toy model runs ~10x faster on one intra-op thread on a busy 2-core machine;
+    restored after each module, so the tests of other folders keep their setting."""
     import torch
 
     threads = torch.get_num_threads()
