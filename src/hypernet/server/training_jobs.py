@@ -32,10 +32,27 @@ class CreateForm:
     seed: int | None = None
 
 
+# the webui's biggest usual network (1, 2, 4, 2, 1 on 768/320/640/1280) has 110 M
+MAX_CREATE_PARAMETERS = 500_000_000
+
+
+def _parameters(form: CreateForm) -> int:
+    """Weights and biases of the network the form asks for (a key and a value MLP per size)."""
+    total = 0
+    for size in form.sizes:
+        widths = [int(size * factor) for factor in form.layer_structure]
+        total += 2 * sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return total
+
+
 def create(service, form: CreateForm) -> Path:
     """Write the new file into the user's library folder and list it."""
     from ..creation import create_hypernetwork
 
+    count = _parameters(form)
+    if count > MAX_CREATE_PARAMETERS:  # built in the request's thread: it must not take the machine
+        raise HypernetError(f"that network would have {count:,} parameters, more than the server creates "
+                            f"({MAX_CREATE_PARAMETERS:,}); use smaller sizes or layer structure")
     with service.create_lock:
         path, _ = create_hypernetwork(
             form.name, service.paths.hypernet_dir, sizes=form.sizes, layer_structure=form.layer_structure,
