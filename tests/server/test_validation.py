@@ -138,6 +138,8 @@ def test_bad_create_values_are_4xx(http):
                        ({"name": "x3", "enable_sizes": [80], "activation_func": "nope"}, "nope"),
                        ({"name": "x4", "enable_sizes": [80], "use_dropout": True, "dropout_structure": "0, 0"},
                         "dropout"),
+                       ({"name": "huge", "enable_sizes": [100000]}, "parameters"),
+                       ({"name": "wide", "layer_structure": "1, 64, 1"}, "parameters"),
                        ({"name": "", "enable_sizes": [80]}, "")):
         answer = http.post(f"{API}/create/hypernetwork", json=body)
         assert 400 <= answer.status_code < 500, (body, answer.text)
