@@ -75,6 +75,22 @@ def _target(service, name: str) -> tuple[Path, Path]:
     return entry.path, entry.path
 
 
+def _check_limits(limits, config) -> None:
+    """The bounds txt2img has (`Limits`), for the training batch and size."""
+    problems = []
+    if config.batch_size > limits.max_batch_size:
+        problems.append(f"batch_size {config.batch_size} is more than the server allows ({limits.max_batch_size})")
+    for label, value in (("training_width", config.width), ("training_height", config.height)):
+        if value is not None and value > limits.max_side:
+            problems.append(f"{label} {value} is more than the server allows ({limits.max_side})")
+    pixels = (config.width or 512) * (config.height or 512) * config.batch_size
+    if pixels > limits.max_batch_pixels:
+        problems.append(f"batch_size x training_width x training_height = {pixels} pixels is more than the server "
+                        f"allows ({limits.max_batch_pixels}); lower them, or raise gradient_step instead")
+    if problems:
+        raise HypernetError("; ".join(problems))
+
+
 def train(service, name: str, config) -> Job:
     """Queue a training run of library network `name`; the job's result is a
     `TrainingResult`. Inputs (data folder, template, schedule) are checked now."""
@@ -83,6 +99,7 @@ def train(service, name: str, config) -> Job:
 
     source, output = _target(service, name)
     config = config.validate()
+    _check_limits(service.limits, config)
     if config.run_dir is None:
         config = config.replace(run_dir=Path(config.log_dir) / datetime.date.today().isoformat() / output.stem)
     inputs = check_inputs(config)
