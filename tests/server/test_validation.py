@@ -151,7 +151,10 @@ def test_bad_train_values_are_4xx(http, tmp_path):
     for body, word in (({"hypernetwork_name": "trainme", "data_root": str(tmp_path / "missing")}, "missing"),
                        ({"hypernetwork_name": "nosuchnet", "data_root": str(tmp_path)}, "nosuchnet"),
                        ({"hypernetwork_name": "trainme", "data_root": str(tmp_path), "learn_rate": "fast"}, "fast"),
-                       ({"data_root": str(tmp_path)}, "hypernetwork_name")):
+                       ({"data_root": str(tmp_path)}, "hypernetwork_name"),
+                       ({"hypernetwork_name": "trainme", "data_root": str(tmp_path), "batch_size": 1000}, "batch_size"),
+                       ({"hypernetwork_name": "trainme", "data_root": str(tmp_path), "training_width": 4096},
+                        "training_width")):
         answer = http.post(f"{API}/train/hypernetwork", json=body)
         assert 400 <= answer.status_code < 500, (body, answer.text)
         assert word in str(answer.json()["detail"]), answer.text
