@@ -64,8 +64,12 @@ def reference(pipe, tmp_path_factory):
     flags = [p.requires_grad for p in pipe.unet.parameters()]
     before = base_checksum(pipe)
     loss_before = evaluation_loss(pipe, network, folder)
+    attention.uninstall(pipe.unet)  # the caller's own processors, never wrapped
+    processors = dict(pipe.unet.attn_processors)
     result = train(pipe, network, reference_config(folder, root / "run"), progress=False)
+    processors_after = dict(pipe.unet.attn_processors)
     return {
+        "processors": (processors, processors_after),
         "root": root, "data": folder, "source": source, "network": network, "untouched": untouched, "result": result,
         "checksums": (before, base_checksum(pipe)), "flags": flags, "loss": (loss_before, evaluation_loss(pipe, network, folder)),
     }
@@ -85,6 +89,13 @@ def test_only_the_hypernetwork_changes(reference, pipe):
     assert not pipe.unet.training and next(pipe.vae.parameters()).device.type == "cpu"
     trained, untouched = reference["network"].state_dict(), reference["untouched"].state_dict()
     assert all(not torch.equal(trained[key], untouched[key]) for key in trained if key.endswith("weight"))
+
+
+def test_the_pipeline_gets_its_own_processors_back(reference):
+    before, after = reference["processors"]
+    assert not any(isinstance(p, attention.HypernetworkProcessor) for p in before.values())
+    assert after.keys() == before.keys()
+    assert all(after[name] is processor for name, processor in before.items())
 
 
 def test_outputs_of_a_run(reference):

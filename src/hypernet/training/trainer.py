@@ -12,7 +12,8 @@
    step and saves; a non-finite loss skips its step and keeps the last good weights.
 
 The pipeline is handed back as it came: requires_grad flags, train/eval modes, devices,
-gradient checkpointing and scheduler are restored on exit, even on error.
+gradient checkpointing, scheduler and attention processors are restored on exit, even on
+error.
 """
 
 from __future__ import annotations
@@ -342,6 +343,7 @@ def borrowed(pipe):
     devices = [(c, next(c.parameters()).device) for c in components]
     checkpointing = getattr(pipe.unet, "is_gradient_checkpointing", False)
     scheduler = pipe.scheduler
+    processors = dict(pipe.unet.attn_processors)  # training installs the hypernetwork hook-in
     try:
         for component in components:
             component.requires_grad_(False)
@@ -358,6 +360,8 @@ def borrowed(pipe):
         if getattr(pipe.unet, "is_gradient_checkpointing", False) != checkpointing:
             (pipe.unet.enable_gradient_checkpointing if checkpointing else pipe.unet.disable_gradient_checkpointing)()
         pipe.scheduler = scheduler
+        if any(pipe.unet.attn_processors[name] is not processor for name, processor in processors.items()):
+            pipe.unet.set_attn_processor(dict(processors))
 
 
 class StopRequest:
