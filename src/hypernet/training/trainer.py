@@ -192,6 +192,7 @@ def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulatio
         "tag_dropout": config.tag_dropout,
         "caption_dropout": config.caption_dropout,
         "use_alpha_weight": config.use_alpha_weight,
+        "clip_skip": config.clip_skip,
         "learning_rate": config.learning_rate,
         "clip": f"{config.clip_grad}:{config.clip_value}" if config.clip_grad != "disabled" else "disabled",
     }
@@ -668,7 +669,7 @@ class _Run:
         self.pipe.vae.to(self.plan.device)
         self.pipe.text_encoder.to(self.plan.device)
         try:
-            render(self.pipe, self.network, self.config.preview, (self.last_prompts or [""])[0], self.plan.seed,
+            render(self.pipe, self.network, self.config, (self.last_prompts or [""])[0], self.plan.seed,
                    self.plan.target_size, path, model=self.model)
         finally:
             for name, device in devices.items():
@@ -698,7 +699,8 @@ class _Run:
             self.loss_log = report.LossLog(None, 0, plan.steps_per_epoch, plan.start_step)
         self.noise = loss_module.noise_schedule(pipe.scheduler.config)
         self.dataset = self.encode_dataset()
-        self.text = conditioning.TextConditioning(pipe, config.text_cache_size)
+        encoder = conditioning.prompt_encoder(pipe, config.clip_skip, config.embeddings_dir, self.say)
+        self.text = conditioning.TextConditioning(encoder, config.text_cache_size)
         pipe.text_encoder.to(plan.device)
         if not config.prompts_vary:
             fixed = [self.fixed_prompt(e) for e in self.dataset.examples]
