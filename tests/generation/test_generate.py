@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import hypernet
 from hypernet import attention
 from hypernet.errors import HypernetError
 from hypernet.generation import Generator, ModelInfo, Request, request_from_infotext, save_results
@@ -23,8 +24,8 @@ def pipe():
 @pytest.fixture()
 def library(tmp_path):
     root = tmp_path / "hypernetworks"
-    Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="strong").save(root / "strong.pt")
-    Hypernetwork.create(sizes=[TEXT_WIDTH], activation="tanh", weight_init="XavierNormal", generator_seed=2, name="other").save(root / "sub" / "other.safetensors")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="strong"), root / "strong.pt")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH], activation="tanh", weight_init="XavierNormal", generator_seed=2, name="other"), root / "sub" / "other.safetensors")
     return Library(root)
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import hypernet
 from hypernet import attention
 from hypernet.generation import Generator, ModelInfo, Request
 from hypernet.library import Library
@@ -17,7 +18,7 @@ def test_with_multiplier_replaces_or_appends_the_tag():
 
 def test_strength_grid_rows_columns_and_visible_effect(tmp_path):
     root = tmp_path / "lib"
-    Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="s").save(root / "s.pt")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="s"), root / "s.pt")
     pipe = tiny_pipeline()
     generator = Generator(pipe, library=Library(root), model=ModelInfo("tiny"))
     try:

@@ -16,7 +16,7 @@ def cli_setup(tmp_path, pipe, monkeypatch):
     monkeypatch.setattr(loading, "load_pipeline_for", lambda model, **options: pipe)
     folder = make_dataset(tmp_path / "data")
     library = tmp_path / "hypernetworks"
-    new_network().save(library / "tiny.pt")
+    hypernet.save(new_network(), library / "tiny.pt")
     return tmp_path, folder, library
 
 

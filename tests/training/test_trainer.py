@@ -58,7 +58,7 @@ def reference(pipe, tmp_path_factory):
     folder = make_dataset(root / "data")
     network = new_network()
     source = root / "library" / "tiny.pt"
-    network.save(source)
+    hypernet.save(network, source)
     network = hypernet.load(source)
     untouched = copy.deepcopy(network)
     flags = [p.requires_grad for p in pipe.unet.parameters()]
@@ -148,7 +148,7 @@ def test_resume_after_stopping_at_50_ends_with_the_same_weights(reference, pipe,
 def _stop_at_50_then_resume(reference, pipe, tmp_path):
     source = tmp_path / "tiny.pt"
     source.write_bytes((reference["root"] / "library" / "tiny.pt").read_bytes())  # never trained: step 0
-    reference["untouched"].save(source)
+    hypernet.save(reference["untouched"], source)
 
     def press_ctrl_c(info):
         if info.step == 50:

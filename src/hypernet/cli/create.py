@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ..errors import HypernetError
+from ..formats import save
 from ..network import ACTIVATIONS, DEFAULT_SIZES, WEIGHT_INITS, Hypernetwork
 from .options import integer_list, number_list
 
@@ -61,6 +62,6 @@ def run(args) -> int:
         optional_info=args.optional_info,
         generator_seed=args.seed,
     )
-    network.save(target)
+    save(network, target)
     print(f"created {target} ({network.parameter_count():,} parameters, sizes {', '.join(map(str, network.sizes))})")
     return 0
