@@ -166,6 +166,17 @@ def _processors(unet) -> dict:
     return unet.attn_processors
 
 
+def attention_widths(unet) -> list[int]:
+    """Feature sizes entering `to_k` in the UNet's attention layers (sorted, distinct):
+    the sizes a hypernetwork for this model needs."""
+    widths = set()
+    for module in unet.modules():
+        to_k = getattr(module, "to_k", None)
+        if isinstance(to_k, torch.nn.Linear):
+            widths.add(int(to_k.in_features))
+    return sorted(widths)
+
+
 def installed_chain(unet) -> ActiveChain | None:
     """The chain object of an installed UNet, or None when not installed."""
     for processor in _processors(unet).values():

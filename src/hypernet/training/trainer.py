@@ -144,16 +144,6 @@ class Plan:
         return self.start_step >= self.end_step
 
 
-def attention_widths(unet) -> list[int]:
-    """Feature sizes entering `to_k` in the UNet's attention layers (sorted, distinct)."""
-    widths = set()
-    for module in unet.modules():
-        to_k = getattr(module, "to_k", None)
-        if isinstance(to_k, torch.nn.Linear):
-            widths.add(int(to_k.in_features))
-    return sorted(widths)
-
-
 def _check_resumable(network: Hypernetwork, source: Hypernetwork, path: Path) -> None:
     if sorted(network.sizes) != sorted(source.sizes) or network.structure != source.structure:
         raise TrainingError(
@@ -259,7 +249,7 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
     seed = config.seed if config.seed is not None else (int(state["seed"]) if state else randomness.new_seed())
     learning_rate, clip, lines, sources = inputs.learning_rate, inputs.clip, inputs.template_lines, inputs.sources
 
-    widths = attention_widths(pipe.unet)
+    widths = attention.attention_widths(pipe.unet)
     matching = [size for size in network.sizes if size in widths]
     if not matching:
         raise TrainingError(
