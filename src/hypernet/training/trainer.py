@@ -8,8 +8,11 @@
 2. The run: the base model is frozen (`requires_grad_(False)` on UNet, VAE and text
    encoder, so backward computes input gradients only), latents and text encodings are
    cached, VAE and text encoder leave the accelerator, and AdamW updates the network.
-   Checkpoints are atomic and resumable exactly; Ctrl-C stops at the end of the current
-   step and saves; a non-finite loss skips its step and keeps the last good weights.
+   Checkpoints are atomic and resumable exactly; `stop()` returning True (the CLI's
+   first Ctrl-C) ends the run after the current step and saves; a KeyboardInterrupt
+   saves too unless it lands inside a weight update; a non-finite loss skips its step
+   and keeps the last good weights. Signals are the caller's: the library installs no
+   handler.
 
 The pipeline is handed back as it came: requires_grad flags, train/eval modes, devices,
 gradient checkpointing, scheduler and attention processors are restored on exit, even on
@@ -22,9 +25,7 @@ import contextlib
 import datetime
 import hashlib
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,35 +356,8 @@ def borrowed(pipe):
             pipe.unet.set_attn_processor(dict(processors))
 
 
-class StopRequest:
-    """A graceful stop: set by the first Ctrl-C (while the run holds the SIGINT handler),
-    by `stop()` returning True, or by the caller. A second Ctrl-C interrupts at once."""
-
-    def __init__(self, external: Callable[[], bool] | None = None):
-        self.external = external
-        self.requested = False
-
-    def __bool__(self) -> bool:
-        return self.requested or bool(self.external and self.external())
-
-
-@contextlib.contextmanager
-def sigint_stops(request: StopRequest, log):
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def handler(signum, frame):
-        if request.requested:
-            raise KeyboardInterrupt
-        request.requested = True
-        log("stopping after the current step (press Ctrl-C again to stop at once)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _never() -> bool:
+    return False
 
 
 def _default_log(message: str) -> None:
@@ -419,7 +393,8 @@ def make_optimizer(optimizer_class, parameters, learning_rate: float):
 class _Run:
     """One training run's working state; lives for one `train()` call."""
 
-    def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step, stop: StopRequest):
+    def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step,
+                 stop: Callable[[], bool]):
         self.pipe = pipe
         self.plan = plan
         self.config = plan.config
@@ -774,7 +749,7 @@ class _Run:
                          f"step is saved in {self.result.checkpoints[-1]}; resume from it with --resume")
             self.network.eval()
             raise
-        if self.stop and self.result.stop_reason == "finished" and self.step < plan.end_step:
+        if self.stop() and self.result.stop_reason == "finished" and self.step < plan.end_step:
             self.result.stop_reason = "interrupted"
         self.finish(bar, started, save=True)
         return self.result
@@ -782,7 +757,7 @@ class _Run:
     def stop_agreed(self) -> bool:
         """Whether to stop before the next step; all processes of a data-parallel run
         decide together (a Ctrl-C reaches them at slightly different moments)."""
-        wanted = bool(self.stop)
+        wanted = bool(self.stop())
         if self.plan.processes <= 1:
             return wanted
         flag = torch.tensor(float(wanted), device=self.plan.device)
@@ -871,7 +846,8 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     A network loaded from a file with `step > 0` continues from that file's side-cars.
     `model`: a `ModelInfo` (name, hash) recorded as the file's `sd_checkpoint`.
     `accelerator`: an `accelerate.Accelerator` for data-parallel runs (made when None).
-    `stop`: polled after every step; True ends the run cleanly (saved), like Ctrl-C.
+    `stop`: polled after every step; True ends the run cleanly (saved). The CLI's
+    Ctrl-C handler sets it; the library installs no signal handler.
     `inputs`: the result of `check_inputs(config)`, when the caller already ran it.
     """
     log = log or _default_log
@@ -893,10 +869,9 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     for message in plan.messages:
         if rank == 0:
             log(message)
-    request = StopRequest(stop)
     devices = [plan.device] if plan.device.type == "cuda" else []
-    with borrowed(pipe), torch.random.fork_rng(devices=devices), sigint_stops(request, log):
-        run = _Run(pipe, plan, model, accelerator, progress, log, on_step, request)
+    with borrowed(pipe), torch.random.fork_rng(devices=devices):
+        run = _Run(pipe, plan, model, accelerator, progress, log, on_step, stop or _never)
         return run.run()
 
 
