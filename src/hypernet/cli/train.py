@@ -172,6 +172,7 @@ def signals_stop(stop: threading.Event, say=None):
 def run(args) -> int:
     from ..formats import load
     from ..loading import load_pipeline_for, model_info
+    from .defaults import toy_model_loader
     from ..training import describe_result, train
     from ..training.trainer import check_inputs
 
@@ -188,12 +189,14 @@ def run(args) -> int:
     accelerator = Accelerator(cpu=device == "cpu")
     if accelerator.num_processes > 1 or device is None:
         device = str(accelerator.device)
-    pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet)
+    default_model = toy_model_loader()
+    pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet,
+                             default_model=default_model)
 
     stop = threading.Event()
     with signals_stop(stop):
-        result = train(pipe, network, config, output=output, resume=args.resume, model=model_info(args.model),
-                       accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
+        result = train(pipe, network, config, output=output, resume=args.resume,
+                       model=model_info(args.model, default_model), accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
     if accelerator.is_main_process:
         print(describe_result(result))
         if result.stop_reason == "interrupted" and result.checkpoints:
