@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import types
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -112,6 +113,13 @@ class HypernetworkProcessor:
             raise AttributeError(name)
         return getattr(base, name)
 
+    def __reduce_ex__(self, protocol):  # copy and pickle by the real class, not `__class__`
+        return _new, (type(self),), {key: value for key, value in self.__dict__.items() if key != "__call__"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _expose_signature(self)
+
 
 class HypernetworkModuleProcessor(HypernetworkProcessor, torch.nn.Module):
     """The wrapper of an `nn.Module` base (IP-Adapter, some LoRA and custom processors).
@@ -138,12 +146,25 @@ def _bind(processor, base, chain: ActiveChain) -> None:
     not become a child: its keys would move under `processor.base.`)."""
     object.__setattr__(processor, "base", base)
     object.__setattr__(processor, "chain", chain)
+    _expose_signature(processor)
 
-    def call(*args, **kwargs):
-        return type(processor).__call__(processor, *args, **kwargs)
 
-    call.__signature__ = _signature(base)
-    object.__setattr__(processor, "__call__", call)  # what diffusers inspects; calls go through the class
+def _expose_signature(processor) -> None:
+    """`processor.__call__` (what diffusers inspects; calls go through the class) becomes
+    a method whose signature is the base's. A method of the instance, not a closure, so a
+    deep copy of the UNet binds it to the copy."""
+
+    def call(self, *args, **kwargs):
+        return type(self).__call__(self, *args, **kwargs)
+
+    accepted = _signature(processor.__dict__["base"])
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    call.__signature__ = accepted.replace(parameters=[self_parameter, *accepted.parameters.values()])
+    object.__setattr__(processor, "__call__", types.MethodType(call, processor))
+
+
+def _new(cls):
+    return cls.__new__(cls)
 
 
 def _signature(base) -> inspect.Signature:

@@ -153,3 +153,24 @@ def test_uninstall_gives_back_the_same_processor_objects(unet):
     attention.install(unet)
     attention.uninstall(unet)
     assert all(unet.attn_processors[name] is processor for name, processor in original.items())
+
+
+@pytest.mark.parametrize("duplicate", ["deepcopy", "pickle"])
+def test_an_installed_unet_copies_whole(unet, duplicate):
+    """A deep copy (an EMA, a second pipeline) or a pickle of an installed UNet gets its own
+    wrappers, bound to its own chain, with the adapter's weights under the same keys."""
+    import copy
+    import pickle
+
+    reference = run(unet)
+    attention.install(unet)
+    try:
+        twin = copy.deepcopy(unet) if duplicate == "deepcopy" else pickle.loads(pickle.dumps(unet))
+    finally:
+        attention.uninstall(unet)
+    chain = attention.installed_chain(twin)
+    assert chain is not None and all(p.chain is chain and p.__call__.__self__ is p for p in twin.attn_processors.values())
+    with attention.activate(twin, [(network(), 0.0)]):
+        assert torch.equal(run(twin), reference)
+    attention.uninstall(twin)
+    assert list(twin.state_dict()) == list(unet.state_dict())
