@@ -7,5 +7,16 @@ part of the package, so a missing one makes those tests fail, never skip.
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The tiny Stable Diffusion pipeline (random weights, `tiny_models.py`), one per test
+    module: every test that needs a whole pipeline takes this one."""
+    from tiny_models import tiny_pipeline
+
+    return tiny_pipeline()

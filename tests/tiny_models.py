@@ -70,7 +70,10 @@ def tiny_text_encoder(seed: int = 0):
 def tiny_tokenizer():
     from hypernet.models.tokenizer import load_clip_tokenizer
 
-    return load_clip_tokenizer()
+    tokenizer = load_clip_tokenizer()
+    if tokenizer.model_max_length > 77:
+        tokenizer.model_max_length = 77  # CLIP's length; the bare test tokenizer lacks it
+    return tokenizer
 
 
 def tiny_pipeline(seed: int = 0):

@@ -11,14 +11,9 @@ from hypernet.generation import Generator, ModelInfo, Request, request_from_info
 from hypernet.infotext import read_png_infotext
 from hypernet.library import Library
 from hypernet.network import Hypernetwork
-from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_pipeline
+from tiny_models import SELF_SIZES, TEXT_WIDTH
 
 SIZE = 32  # 32x32 px -> 8x8 latents with the tiny VAE (scale factor 2)... computed from the pipe below
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ from hypernet import attention
 from hypernet.errors import HypernetConfigError
 from hypernet.generation import ModelInfo
 from hypernet.loading import DefaultModel, load_generator, load_pipeline_for, model_info
-from tiny_models import tiny_pipeline
 
 
 def test_no_model_and_no_default_says_what_to_pass(tmp_path):
@@ -16,8 +15,7 @@ def test_no_model_and_no_default_says_what_to_pass(tmp_path):
             call()
 
 
-def test_the_callers_default_model_is_loaded_and_named(tmp_path):
-    pipe = tiny_pipeline()
+def test_the_callers_default_model_is_loaded_and_named(pipe, tmp_path):
     asked = []
     default = DefaultModel(load=lambda dtype: asked.append(dtype) or pipe, info=lambda: ModelInfo(name="mine", hash="abc"))
     generator = load_generator(None, hypernet_dir=tmp_path, device="cpu", progress=False, default_model=default)
