@@ -64,7 +64,15 @@ def tiny_text_encoder(seed: int = 0):
         eos_token_id=49407,
         pad_token_id=49407,
     )
-    return CLIPTextModel(config).eval()
+    model = CLIPTextModel(config).eval()
+    # A trained CLIP's final layer norm has a bias, so its output mean is not ~0; the
+    # webui's emphasis mean restoration divides by that mean (0 here would give inf).
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm = getattr(model, "text_model", model).final_layer_norm
+        norm.weight.copy_(1.0 + 0.2 * torch.randn(norm.weight.shape, generator=generator))
+        norm.bias.copy_(0.3 + 0.2 * torch.randn(norm.bias.shape, generator=generator))
+    return model
 
 
 def tiny_tokenizer():

@@ -98,6 +98,7 @@ def test_infotext_round_trip_reproduces_the_image(generator, tmp_path):
     [path] = save_results(first, tmp_path)
     assert path.name == "00000-1234.png"
     text = read_png_infotext(path)
+    assert pixels(first[0]).std() > 0  # a real picture (non-finite latents come out black)
     assert "Steps: 3" in text and "Sampler: Euler a" in text and "Seed: 1234" in text and "Model hash: 0123456789" in text
     again = generator.generate(request_from_infotext(text), progress=False)
     assert np.array_equal(pixels(first[0]), pixels(again[0]))
