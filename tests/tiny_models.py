@@ -48,18 +48,18 @@ def tiny_vae(seed: int = 0):
     ).eval()
 
 
-def tiny_text_encoder(seed: int = 0):
+def tiny_text_encoder(seed: int = 0, width: int = TEXT_WIDTH):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=49408,
-        hidden_size=TEXT_WIDTH,
-        intermediate_size=96,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=77,
-        projection_dim=TEXT_WIDTH,
+        projection_dim=width,
         bos_token_id=49406,
         eos_token_id=49407,
         pad_token_id=49407,
