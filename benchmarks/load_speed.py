@@ -25,7 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for suffix in ("pt", "safetensors"):
             path = Path(folder) / f"bench.{suffix}"
-            network.save(path)
+            hypernet.save(network, path)
             hypernet.load(path)  # warm-up (page cache, lazy imports)
             times = []
             for _ in range(args.repeats):

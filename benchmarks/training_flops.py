@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     from hypernet.models.checkpoint import pipeline_from_config
     from hypernet.network import Hypernetwork
-    from hypernet.training import attention_widths
+    from hypernet.attention import attention_widths
 
     pipe = pipeline_from_config(args.model, seed=0, device=torch.device("cpu"))
     pipe.set_progress_bar_config(disable=True)

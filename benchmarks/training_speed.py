@@ -69,7 +69,7 @@ def build(model: str, size: int, network_kind: str = "default"):
     import torch
 
     from hypernet.network import Hypernetwork
-    from hypernet.training import attention_widths
+    from hypernet.attention import attention_widths
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if model in ("auto", "toy"):

@@ -1,24 +1,22 @@
+"""Test-wide settings: hubs are offline for every test.
+
+`needs_toy_model` marks the tests that use the embedded toy model shipped in
+`src/hypernet/data/toy` (deselect them with `-m "not needs_toy_model"`). The model is
+part of the package, so a missing one makes those tests fail, never skip.
+"""
+
 import os
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pytest
 
+@pytest.fixture(scope="module")
+def pipe():
+    """The tiny Stable Diffusion pipeline (random weights, `tiny_models.py`), one per test
+    module: every test that needs a whole pipeline takes this one."""
+    from tiny_models import tiny_pipeline
 
-def _toy_model_shipped() -> bool:
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "src" / "hypernet" / "data" / "toy"
-    return (folder / "model_index.json").is_file()
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests of the trained embedded model run once its weights are shipped (issue 4);
-    until then they are reported as skipped with that reason, never silently passed."""
-    if _toy_model_shipped():
-        return
-    skip = pytest.mark.skip(reason="the embedded toy model is not trained and shipped yet (issue 4)")
-    for item in items:
-        if "needs_toy_model" in item.keywords:
-            item.add_marker(skip)
+    return tiny_pipeline()

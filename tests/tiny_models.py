@@ -48,29 +48,40 @@ def tiny_vae(seed: int = 0):
     ).eval()
 
 
-def tiny_text_encoder(seed: int = 0):
+def tiny_text_encoder(seed: int = 0, width: int = TEXT_WIDTH):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     config = CLIPTextConfig(
         vocab_size=49408,
-        hidden_size=TEXT_WIDTH,
-        intermediate_size=96,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=77,
-        projection_dim=TEXT_WIDTH,
+        projection_dim=width,
         bos_token_id=49406,
         eos_token_id=49407,
         pad_token_id=49407,
     )
-    return CLIPTextModel(config).eval()
+    model = CLIPTextModel(config).eval()
+    # A trained CLIP's final layer norm has a bias, so its output mean is not ~0; the
+    # webui's emphasis mean restoration divides by that mean (0 here would give inf).
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        norm = getattr(model, "text_model", model).final_layer_norm
+        norm.weight.copy_(1.0 + 0.2 * torch.randn(norm.weight.shape, generator=generator))
+        norm.bias.copy_(0.3 + 0.2 * torch.randn(norm.bias.shape, generator=generator))
+    return model
 
 
 def tiny_tokenizer():
     from hypernet.models.tokenizer import load_clip_tokenizer
 
-    return load_clip_tokenizer()
+    tokenizer = load_clip_tokenizer()
+    if tokenizer.model_max_length > 77:
+        tokenizer.model_max_length = 77  # CLIP's length; the bare test tokenizer lacks it
+    return tokenizer
 
 
 def tiny_pipeline(seed: int = 0):

@@ -9,7 +9,9 @@ as before, so the UNet's output is bit-identical to stock diffusers.
 
 The processor hands the original processor a view of the attention module whose `to_k`
 and `to_v` first run their input through the chain (contract §3.2). Whatever computes
-the attention (SDPA, xformers, a LoRA-patched `to_k`) therefore keeps working unchanged.
+the attention (SDPA, xformers, a LoRA-patched `to_k`, IP-Adapter) therefore keeps working
+unchanged: the wrapper takes the keyword arguments its base takes, and an `nn.Module`
+base (IP-Adapter's) keeps its weights registered under the same state-dict keys.
 The cross-attention context is the same tensor at every denoising step and in every
 layer, so its hypernetwork output is computed once per activation and reused.
 """
@@ -17,6 +19,8 @@ layer, so its hypernetwork output is computed once per activation and reused.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import types
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -78,23 +82,120 @@ class _KeyValueView:
 
 
 class HypernetworkProcessor:
-    """A plain object (not an nn.Module, so nothing leaks into the UNet's state dict)."""
+    """Wraps one attention processor (the base) and hands it the key/value view while a
+    chain is active; otherwise the base is called exactly as diffusers would call it.
+
+    It stands in for the base towards diffusers: `Attention.forward` drops every keyword
+    argument that `inspect.signature(processor.__call__)` does not name, so the instance's
+    `__call__` carries the base's signature (IP-Adapter's `ip_adapter_masks` and any other
+    `cross_attention_kwargs` arrive); `__class__` names the base's class, so diffusers'
+    isinstance checks (`set_ip_adapter_scale`, `unload_ip_adapter`) still find the base;
+    other attributes are read from the base. `type(processor)` stays this class.
+    A plain object for a plain base: nothing enters the UNet's state dict.
+    """
 
     def __init__(self, base, chain: ActiveChain):
-        self.base = base
-        self.chain = chain
+        _bind(self, base, chain)
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+    def __call__(self, attn, hidden_states, *args, **kwargs):
         if self.chain.networks:
-            attn = _KeyValueView(attn, self.chain, constant_context=encoder_hidden_states is not None)
-        return self.base(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
-                         attention_mask=attention_mask, temb=temb, **kwargs)
+            context = kwargs.get("encoder_hidden_states", args[0] if args else None)
+            attn = _KeyValueView(attn, self.chain, constant_context=context is not None)
+        return self.base(attn, hidden_states, *args, **kwargs)
+
+    @property
+    def __class__(self):
+        return type(self.__dict__["base"])
+
+    def __getattr__(self, name):
+        base = self.__dict__.get("base")
+        if base is None:
+            raise AttributeError(name)
+        return getattr(base, name)
+
+    def __reduce_ex__(self, protocol):  # copy and pickle by the real class, not `__class__`
+        return _new, (type(self),), {key: value for key, value in self.__dict__.items() if key != "__call__"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        _expose_signature(self)
+
+
+class HypernetworkModuleProcessor(HypernetworkProcessor, torch.nn.Module):
+    """The wrapper of an `nn.Module` base (IP-Adapter, some LoRA and custom processors).
+
+    It is a module whose parameters, buffers and children *are* the base's (the same
+    dictionaries, the base itself is not a child), so `unet.state_dict()` keeps the very
+    keys it had (`...attn2.processor.to_k_ip.0.weight`) and `.to()` / `load_state_dict`
+    reach the base's weights while the wrapper is installed.
+    """
+
+    def __init__(self, base: torch.nn.Module, chain: ActiveChain):
+        torch.nn.Module.__init__(self)
+        _bind(self, base, chain)
+        for name in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
+            object.__setattr__(self, name, getattr(base, name))
+
+    def train(self, mode: bool = True):
+        self.base.training = mode
+        return torch.nn.Module.train(self, mode)
+
+
+def _bind(processor, base, chain: ActiveChain) -> None:
+    """Set the wrapper's own attributes without nn.Module's registration (the base must
+    not become a child: its keys would move under `processor.base.`)."""
+    object.__setattr__(processor, "base", base)
+    object.__setattr__(processor, "chain", chain)
+    _expose_signature(processor)
+
+
+def _expose_signature(processor) -> None:
+    """`processor.__call__` (what diffusers inspects; calls go through the class) becomes
+    a method whose signature is the base's. A method of the instance, not a closure, so a
+    deep copy of the UNet binds it to the copy."""
+
+    def call(self, *args, **kwargs):
+        return type(self).__call__(self, *args, **kwargs)
+
+    accepted = _signature(processor.__dict__["base"])
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    call.__signature__ = accepted.replace(parameters=[self_parameter, *accepted.parameters.values()])
+    object.__setattr__(processor, "__call__", types.MethodType(call, processor))
+
+
+def _new(cls):
+    return cls.__new__(cls)
+
+
+def _signature(base) -> inspect.Signature:
+    try:
+        return inspect.signature(base.__call__)
+    except (TypeError, ValueError):
+        return inspect.Signature([inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+                                  inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+
+
+def _wrap(base, chain: ActiveChain) -> HypernetworkProcessor:
+    if isinstance(base, torch.nn.Module):
+        return HypernetworkModuleProcessor(base, chain)
+    return HypernetworkProcessor(base, chain)
 
 
 def _processors(unet) -> dict:
     if not hasattr(unet, "attn_processors"):
         raise HypernetError(f"{type(unet).__name__} has no attention processors; expected a diffusers UNet")
     return unet.attn_processors
+
+
+def attention_widths(unet) -> list[int]:
+    """Feature sizes entering `to_k` in the UNet's attention layers (sorted, distinct):
+    the sizes a hypernetwork for this model needs."""
+    widths = set()
+    for module in unet.modules():
+        to_k = getattr(module, "to_k", None)
+        if isinstance(to_k, torch.nn.Linear):
+            widths.add(int(to_k.in_features))
+    return sorted(widths)
 
 
 def installed_chain(unet) -> ActiveChain | None:
@@ -114,7 +215,7 @@ def install(unet) -> ActiveChain:
         if getattr(module, "fused_projections", False):
             raise HypernetError(f"attention {name} uses fused q/k/v projections; call unet.unfuse_qkv_projections() first")
     chain = ActiveChain()
-    unet.set_attn_processor({name: HypernetworkProcessor(p, chain) for name, p in _processors(unet).items()})
+    unet.set_attn_processor({name: _wrap(p, chain) for name, p in _processors(unet).items()})
     return chain
 
 

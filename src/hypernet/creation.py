@@ -25,6 +25,7 @@ def create_hypernetwork(name: str, folder, *, sizes: Sequence[int], layer_struct
                         seed: int | None = None):
     """(path, network). `dropout_structure` None: no dropout. Refuses to replace an
     existing file unless `overwrite`; the file is written atomically."""
+    from .formats import save
     from .network import Hypernetwork
 
     name = clean_name(name)
@@ -46,5 +47,5 @@ def create_hypernetwork(name: str, folder, *, sizes: Sequence[int], layer_struct
                                   dropout_structure=dropout_structure, activate_output=activate_output,
                                   name=name, optional_info=optional_info, generator_seed=seed)
     target.parent.mkdir(parents=True, exist_ok=True)
-    network.save(target)
+    save(network, target)
     return target, network

@@ -287,12 +287,6 @@ class Hypernetwork(nn.Module):
         """(key input, value input) for an attention layer receiving `context`."""
         return apply_chain([(self, self.multiplier if multiplier is None else multiplier)], context)
 
-    # -- files -------------------------------------------------------------------------
-    def save(self, path, **options) -> None:
-        from .formats import save
-
-        save(self, path, **options)
-
     def __repr__(self) -> str:
         s = self.structure
         return (

@@ -161,8 +161,11 @@ def test_context_hypernetwork_computed_once_per_activation(unet, monkeypatch):
     assert torch.equal(first, uncached)
 
 
-def test_gradients_reach_the_hypernetwork_only(unet):
-    network = strong([TEXT_WIDTH, *SELF_SIZES], 8)
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_gradients_reach_the_hypernetwork_only(layer_norm):
+    unet = tiny_unet()  # its own: requires_grad is changed here
+    network = Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=8,
+                                  layer_norm=layer_norm)
     network.train()
     network.requires_grad_(True)
     sample, t, context = unet_inputs(batch=1)
@@ -170,7 +173,9 @@ def test_gradients_reach_the_hypernetwork_only(unet):
     with attention.activate(unet, [network]):
         loss = unet(sample, t, context).sample.pow(2).mean()
     loss.backward()
-    assert all(p.grad is not None for p in network.parameters() if not isinstance(p, torch.nn.LayerNorm))
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in network.modules()) == layer_norm
+    missing = [name for name, p in network.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
     assert all(p.grad is None for p in unet.parameters())
 
 

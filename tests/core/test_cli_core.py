@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 import hypernet
 from hypernet.cli import main
@@ -59,7 +60,9 @@ def test_convert_and_errors_name_the_file(tmp_path, capsys):
     main(["create", "a", "--dir", str(tmp_path), "--sizes", "64"])
     assert main(["convert", str(tmp_path / "a.pt"), str(tmp_path / "a.safetensors")]) == 0
     a, b = hypernet.load(tmp_path / "a.pt"), hypernet.load(tmp_path / "a.safetensors")
-    assert all((x == y).all() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    a_tensors, b_tensors = a.state_dict(), b.state_dict()
+    assert list(a_tensors) == list(b_tensors) and a_tensors  # same keys: a missing tensor fails here
+    assert all(torch.equal(a_tensors[key], b_tensors[key]) for key in a_tensors)
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 40)
     assert main(["inspect", str(tmp_path / "junk.pt")]) == 2
     err = capsys.readouterr().err

@@ -57,13 +57,13 @@ def same(a: Hypernetwork, b: Hypernetwork) -> None:
 @pytest.mark.parametrize("index", range(len(COMBINATIONS)))
 def test_pt_and_safetensors_round_trips_are_lossless(tmp_path, index):
     network = make(index)
-    network.save(tmp_path / "a.pt")
+    hypernet.save(network, tmp_path / "a.pt")
     from_pt = hypernet.load(tmp_path / "a.pt")
     same(network, from_pt)
-    from_pt.save(tmp_path / "b.safetensors")
+    hypernet.save(from_pt, tmp_path / "b.safetensors")
     from_st = hypernet.load(tmp_path / "b.safetensors")
     same(network, from_st)
-    from_st.save(tmp_path / "c.pt")
+    hypernet.save(from_st, tmp_path / "c.pt")
     same(network, hypernet.load(tmp_path / "c.pt"))
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "c.pt").read_bytes()
     x = torch.randn(2, 3, network.sizes[0])
@@ -73,7 +73,7 @@ def test_pt_and_safetensors_round_trips_are_lossless(tmp_path, index):
 
 def test_written_pt_passes_the_webui_allow_list(tmp_path):
     network = make(1)
-    network.save(tmp_path / "a.pt")
+    hypernet.save(network, tmp_path / "a.pt")
     assert webui_would_refuse(tmp_path / "a.pt") == []
     names = zipfile.ZipFile(tmp_path / "a.pt").namelist()
     assert not any(n.endswith((".format_version", ".storage_alignment")) for n in names)
@@ -84,7 +84,7 @@ def test_written_pt_passes_the_webui_allow_list(tmp_path):
 
 def test_written_pt_is_a_plain_webui_dictionary(tmp_path):
     network = make(0)
-    network.save(tmp_path / "a.pt")
+    hypernet.save(network, tmp_path / "a.pt")
     data = torch.load(tmp_path / "a.pt", weights_only=True, mmap=True)
     assert [k for k in data if isinstance(k, int)] == [768, 320, 640, 1280]
     k_state, v_state = data[768]
@@ -137,18 +137,18 @@ def test_optimizer_sidecar_honoured_only_when_hash_matches(tmp_path):
     network.train()
     network(torch.randn(2, 40))[0].sum().backward()
     optimizer.step()
-    network.save(tmp_path / "n.pt", optimizer_name="AdamW", optimizer_state=optimizer.state_dict())
+    hypernet.save(network, tmp_path / "n.pt", optimizer_name="AdamW", optimizer_state=optimizer.state_dict())
     state = read_optimizer_state(tmp_path / "n.pt")
     assert state is not None and state.optimizer_name == "AdamW" and state.hash == short_hash(tmp_path / "n.pt")
     assert webui_would_refuse(sidecar_path(tmp_path / "n.pt")) == []
     network.metadata.step += 1
-    network.save(tmp_path / "n.pt")  # new weights, old side-car: now stale
+    hypernet.save(network, tmp_path / "n.pt")  # new weights, old side-car: now stale
     assert read_optimizer_state(tmp_path / "n.pt") is None
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     network = make(3)
-    network.save(tmp_path / "n.pt")
+    hypernet.save(network, tmp_path / "n.pt")
     before = (tmp_path / "n.pt").read_bytes()
     import hypernet.formats.torchfile as torchfile
 
@@ -159,7 +159,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     original_replace = os.replace
     monkeypatch.setattr(os, "replace", explode)
     with pytest.raises(OSError):
-        network.save(tmp_path / "n.pt")
+        hypernet.save(network, tmp_path / "n.pt")
     monkeypatch.setattr(os, "replace", original_replace)
     assert (tmp_path / "n.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n.pt"]
@@ -198,12 +198,12 @@ def test_code_executing_zip_pickle_is_refused_and_nothing_runs(tmp_path):
 
 
 def test_truncated_file_names_the_file(tmp_path):
-    make(0).save(tmp_path / "full.pt")
+    hypernet.save(make(0), tmp_path / "full.pt")
     data = (tmp_path / "full.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(HypernetFileError, match="cut.pt.*truncated or corrupt"):
         hypernet.load(tmp_path / "cut.pt")
-    make(0).save(tmp_path / "full.safetensors")
+    hypernet.save(make(0), tmp_path / "full.safetensors")
     data = (tmp_path / "full.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 3])
     with pytest.raises(HypernetFileError, match="cut.safetensors"):
@@ -264,5 +264,5 @@ def test_unknown_metadata_keys_survive(tmp_path):
     torch.save({16: (k, v), "trainer": "third-party", "lr_notes": [1, 2]}, tmp_path / "x.pt")
     network = hypernet.load(tmp_path / "x.pt")
     assert network.metadata.extra == {"trainer": "third-party", "lr_notes": [1, 2]}
-    network.save(tmp_path / "x.safetensors")
+    hypernet.save(network, tmp_path / "x.safetensors")
     assert hypernet.load(tmp_path / "x.safetensors").metadata.extra == network.metadata.extra

@@ -9,7 +9,7 @@ from hypernet import attention
 from hypernet.errors import HypernetError, HypernetFileError
 from hypernet.extra_networks import embedding_vectors, load_embeddings
 from hypernet.generation import Generator, ModelInfo, Request
-from tiny_models import TEXT_WIDTH, tiny_pipeline
+from tiny_models import TEXT_WIDTH
 
 
 def kohya_lora(unet, rank=4, seed=0):
@@ -26,9 +26,8 @@ def kohya_lora(unet, rank=4, seed=0):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(pipe, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    pipe = tiny_pipeline()
     (root / "Lora").mkdir()
     save_file(kohya_lora(pipe.unet), root / "Lora" / "shiny.safetensors")
     (root / "embeddings").mkdir()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import hypernet
 from hypernet import attention
 from hypernet.errors import HypernetError
 from hypernet.generation import Generator, ModelInfo, Request
@@ -11,21 +12,16 @@ from hypernet.outputs import request_from_infotext, save_results
 from hypernet.infotext import read_png_infotext
 from hypernet.library import Library
 from hypernet.network import Hypernetwork
-from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_pipeline
+from tiny_models import SELF_SIZES, TEXT_WIDTH
 
 SIZE = 32  # 32x32 px -> 8x8 latents with the tiny VAE (scale factor 2)... computed from the pipe below
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
 
 
 @pytest.fixture()
 def library(tmp_path):
     root = tmp_path / "hypernetworks"
-    Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="strong").save(root / "strong.pt")
-    Hypernetwork.create(sizes=[TEXT_WIDTH], activation="tanh", weight_init="XavierNormal", generator_seed=2, name="other").save(root / "sub" / "other.safetensors")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="strong"), root / "strong.pt")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH], activation="tanh", weight_init="XavierNormal", generator_seed=2, name="other"), root / "sub" / "other.safetensors")
     return Library(root)
 
 
@@ -103,6 +99,7 @@ def test_infotext_round_trip_reproduces_the_image(generator, tmp_path):
     [path] = save_results(first, tmp_path)
     assert path.name == "00000-1234.png"
     text = read_png_infotext(path)
+    assert pixels(first[0]).std() > 0  # a real picture (non-finite latents come out black)
     assert "Steps: 3" in text and "Sampler: Euler a" in text and "Seed: 1234" in text and "Model hash: 0123456789" in text
     again = generator.generate(request_from_infotext(text), progress=False)
     assert np.array_equal(pixels(first[0]), pixels(again[0]))
@@ -118,10 +115,16 @@ def test_bad_requests_are_clear_errors(generator):
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "Euler", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM", "LMS", "Heun", "DPM2", "UniPC", "PLMS", "DPM++ 2M SDE"])
-def test_webui_sampler_names_generate(generator, sampler):
-    result = generator.generate(request("a red circle", sampler=sampler), progress=False)[0]
+def test_webui_sampler_names_generate(generator, pipe, sampler):
+    decoded = []  # the latents the sampler hands the VAE (a PNG's uint8 pixels are always finite)
+    handle = pipe.vae.post_quant_conv.register_forward_pre_hook(lambda module, args: decoded.append(args[0].clone()))
+    try:
+        result = generator.generate(request("a red circle", sampler=sampler), progress=False)[0]
+    finally:
+        handle.remove()
     assert result.parameters["Sampler"] in sampler
-    assert np.isfinite(pixels(result)).all()
+    assert len(decoded) == 1 and torch.isfinite(decoded[0]).all() and decoded[0].std() > 0
+    assert pixels(result).std() > 0
 
 
 def test_prompt_editing_switches_conditioning_at_the_scheduled_step(generator, pipe):

@@ -3,6 +3,7 @@ non-finite is an error naming the likely cause, never a black picture (issue 14)
 
 import pytest
 
+import hypernet
 from hypernet import attention
 from hypernet.errors import HypernetError
 from hypernet.generation import SEED_LIMIT, Generator, ModelInfo, NonFiniteError, Request
@@ -14,8 +15,8 @@ from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_pipeline
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     root = tmp_path_factory.mktemp("hypernetworks")
-    Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1,
-                        name="strong").save(root / "strong.pt")
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1,
+                                      name="strong"), root / "strong.pt")
     pipe = tiny_pipeline()
     yield Generator(pipe, library=Library(root), model=ModelInfo(name="tiny"))
     attention.uninstall(pipe.unet)

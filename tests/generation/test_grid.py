@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
+import hypernet
 from hypernet import attention
 from hypernet.generation import Generator, ModelInfo, Request
 from hypernet.library import Library
 from hypernet.network import Hypernetwork
 from hypernet.strength import strength_grid, with_multiplier
-from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_pipeline
+from tiny_models import SELF_SIZES, TEXT_WIDTH
 
 
 def test_with_multiplier_replaces_or_appends_the_tag():
@@ -15,10 +16,9 @@ def test_with_multiplier_replaces_or_appends_the_tag():
     assert with_multiplier("a <hypernet:y:1>", "x", 0) == "a <hypernet:y:1> <hypernet:x:0>"
 
 
-def test_strength_grid_rows_columns_and_visible_effect(tmp_path):
+def test_strength_grid_rows_columns_and_visible_effect(pipe, tmp_path):
     root = tmp_path / "lib"
-    Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="s").save(root / "s.pt")
-    pipe = tiny_pipeline()
+    hypernet.save(Hypernetwork.create(sizes=[TEXT_WIDTH, *SELF_SIZES], weight_init="XavierNormal", generator_seed=1, name="s"), root / "s.pt")
     generator = Generator(pipe, library=Library(root), model=ModelInfo("tiny"))
     try:
         base = Request(prompt="a red circle", steps=2, sampler="DDIM", width=32, height=32)

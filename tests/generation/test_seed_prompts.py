@@ -4,8 +4,10 @@ model, with hypernetworks of those names in a test library."""
 import numpy as np
 import pytest
 
+import hypernet
 from hypernet import attention
 from hypernet.generation import Request
+from hypernet.cli.defaults import toy_model_loader
 from hypernet.loading import load_generator
 from hypernet.network import Hypernetwork
 
@@ -27,11 +29,12 @@ SEED_NEGATIVE = (
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     library = tmp_path_factory.mktemp("hypernetworks")
-    generator = load_generator(None, hypernet_dir=library, device="cpu", progress=False)
+    generator = load_generator(None, hypernet_dir=library, device="cpu", progress=False,
+                               default_model=toy_model_loader())
     unet = generator.pipe.unet
     sizes = sorted({m.to_k.in_features for n, m in unet.named_modules() if n.endswith((".attn1", ".attn2"))})
     for seed, name in enumerate(["waterElemental_10", "incaseStyle_incaseAnythingV3", "gothicRPGArtstyle_v1"]):
-        Hypernetwork.create(sizes=sizes, weight_init="XavierNormal", generator_seed=seed, name=name).save(library / f"{name}.pt")
+        hypernet.save(Hypernetwork.create(sizes=sizes, weight_init="XavierNormal", generator_seed=seed, name=name), library / f"{name}.pt")
     yield generator
     attention.uninstall(unet)
 

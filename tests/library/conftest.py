@@ -8,7 +8,7 @@ import hypernet
 
 def make_network(path: Path, sizes=(16,), seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    hypernet.Hypernetwork.create(sizes=list(sizes), generator_seed=seed).save(path)
+    hypernet.save(hypernet.Hypernetwork.create(sizes=list(sizes), generator_seed=seed), path)
     return path
 
 

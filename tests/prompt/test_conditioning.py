@@ -15,6 +15,7 @@ from hypernet.prompt.conditioning import (  # noqa: E402
     pad_cond_uncond,
     pad_cond_uncond_v0,
     stack_conds,
+    stack_padded,
 )
 
 BOS, EOS, COMMA = 49406, 49407, 267
@@ -276,6 +277,16 @@ def test_pad_cond_uncond_repeats_the_empty_prompt(encoder):
     assert torch.equal(new_uncond[:, 77:], empty)
     swapped_uncond, swapped_cond = pad_cond_uncond(uncond, cond, empty)
     assert swapped_uncond.shape == cond.shape and swapped_cond is cond
+
+
+def test_stack_padded_appends_the_empty_prompt_to_the_shorter(encoder):
+    with torch.no_grad():
+        empty = encoder.empty()
+        long = encoder.encode(" ".join(["cat"] * 100))[0]
+        short = encoder.encode("ugly")[0]
+    stacked = stack_padded([short, long], empty[0])
+    assert stacked.shape == (2, 154, long.shape[1])
+    assert torch.equal(stacked[1], long) and torch.equal(stacked[0, :77], short) and torch.equal(stacked[0, 77:], empty[0])
 
 
 def test_pad_cond_uncond_v0_repeats_or_cuts_the_last_vector():

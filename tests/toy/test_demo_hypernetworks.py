@@ -49,9 +49,11 @@ def test_demo_files_are_small_have_preview_and_description_and_pass_the_webui_ch
 def test_the_tag_works_on_a_fresh_library(tmp_path):
     """`<hypernet:water:0.7>` resolves from the package's library with an empty user folder."""
     from hypernet.generation import Request
+    from hypernet.cli.defaults import toy_model_loader
     from hypernet.loading import load_generator
 
-    generator = load_generator(None, hypernet_dir=tmp_path, device="cpu", progress=False)
+    generator = load_generator(None, hypernet_dir=tmp_path, device="cpu", progress=False,
+                               default_model=toy_model_loader())
     prompt = "a red circle on a blue background"
     styled = generator.generate(Request(prompt=prompt + " <hypernet:water:0.7>", steps=8, seed=1), progress=False)[0]
     plain = generator.generate(Request(prompt=prompt, steps=8, seed=1), progress=False)[0]

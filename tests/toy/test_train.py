@@ -47,6 +47,20 @@ def test_training_is_reproducible_with_a_fixed_seed(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_building_and_training_leave_the_global_random_generator_alone():
+    """Each stage seeds its own draws and gives torch's global generator back as it was."""
+    from hypernet.toy import judge
+
+    plan = train.training_plan("quick", vae_steps=1, unet_steps=1, images=4, unet_batch_size=2)
+    state = torch.random.get_rng_state()
+    components = model.build_components(plan.seed)
+    train.train_vae(components["vae"], plan, progress=False, log=lambda _: None)
+    latents, input_ids = train.encode_training_set(components["vae"], components["tokenizer"], plan, progress=False)
+    train.train_unet(components, latents, input_ids, plan, progress=False, log=lambda _: None)
+    judge.train_judge(steps=1, batch_size=2, progress=False, log=lambda _: None)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_unknown_plan_lists_the_valid_ones():
     import pytest
 

@@ -1,11 +1,12 @@
-"""Fixtures for the trainer's tests: the tiny pipeline, small drawn datasets, one thread."""
+"""Fixtures for the trainer's tests: small drawn datasets, one thread (the tiny pipeline is
+tests/conftest.py's `pipe`)."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_pipeline
+from tiny_models import SELF_SIZES, TEXT_WIDTH
 
 SIZES = (*SELF_SIZES, TEXT_WIDTH)
 SHAPES = [
@@ -24,14 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def pipe():
-    pipeline = tiny_pipeline()
-    if pipeline.tokenizer.model_max_length > 77:
-        pipeline.tokenizer.model_max_length = 77  # CLIP's length; the bare test tokenizer lacks it
-    return pipeline
 
 
 def draw(path: Path, colour, shape: str, size=(32, 32), alpha: bool = False) -> Path:

@@ -15,7 +15,7 @@ from .conftest import draw, make_dataset, new_network
 def setup(tmp_path):
     folder = make_dataset(tmp_path / "data")
     source = tmp_path / "lib" / "tiny.pt"
-    new_network().save(source)
+    hypernet.save(new_network(), source)
     return tmp_path, folder, source
 
 
@@ -76,7 +76,7 @@ def test_missing_or_empty_template(pipe, setup):
 def test_a_network_whose_sizes_match_no_attention_layer(pipe, setup):
     tmp_path, folder, source = setup
     sd_network = Hypernetwork.create(sizes=[768, 320, 640, 1280], generator_seed=0)
-    sd_network.save(source)
+    hypernet.save(sd_network, source)
     message = refused(pipe, tmp_path, source, config(tmp_path, folder))
     assert "768, 320, 640, 1280" in message and "32, 48, 64" in message and "--sizes 32,48,64" in message
 
@@ -95,7 +95,7 @@ def test_options_out_of_range(pipe, setup):
 def test_a_network_that_does_not_fit_the_resume_file(pipe, setup):
     tmp_path, folder, source = setup
     other = tmp_path / "other.pt"
-    Hypernetwork.create(sizes=[32], generator_seed=0).save(other)
+    hypernet.save(Hypernetwork.create(sizes=[32], generator_seed=0), other)
     message = refused(pipe, tmp_path, source, config(tmp_path, folder), resume=other)
     assert "cannot resume" in message
 

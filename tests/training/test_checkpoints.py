@@ -63,7 +63,7 @@ def test_a_crash_before_the_rename_leaves_the_previous_checkpoint(tmp_path, monk
 def test_side_cars_of_another_version_are_ignored_with_a_reason(tmp_path):
     path = tmp_path / "net.pt"
     saved_pair(path, seed=0, step=5)
-    new_network(3).save(path)  # the network replaced, the side-cars left from the old one
+    hypernet.save(new_network(3), path)  # the network replaced, the side-cars left from the old one
     point = read_resume_point(path)
     assert point.optimizer is None and point.state is None and not point.exact
     assert any("net.pt.optim belongs to another version" in note for note in point.notes)

@@ -1,6 +1,9 @@
 """`hypernet train`: the face over `hypernet.training.train`."""
 
 import datetime
+import os
+import signal
+import threading
 
 import pytest
 
@@ -16,7 +19,7 @@ def cli_setup(tmp_path, pipe, monkeypatch):
     monkeypatch.setattr(loading, "load_pipeline_for", lambda model, **options: pipe)
     folder = make_dataset(tmp_path / "data")
     library = tmp_path / "hypernetworks"
-    new_network().save(library / "tiny.pt")
+    hypernet.save(new_network(), library / "tiny.pt")
     return tmp_path, folder, library
 
 
@@ -59,3 +62,54 @@ def test_bad_input_exits_2_with_the_message_and_writes_nothing(cli_setup, capsys
     assert main(["train", "absent", "--data", str(folder), "--hypernet-dir", str(library)]) == 2
     assert "no hypernetwork named 'absent'" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists() and (library / "tiny.pt").read_bytes() == before
+
+
+@pytest.fixture
+def terminal_sigint():
+    """Ctrl-C as in a terminal (a background job of a shell starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_first_ctrl_c_stops_after_the_step_and_saves_exit_130(cli_setup, capsys, monkeypatch, terminal_sigint):
+    from hypernet.training import loss as loss_module
+
+    tmp_path, folder, library = cli_setup
+    real, calls = loss_module.diffusion_loss, []
+
+    def pressed_at_the_second_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loss_module, "diffusion_loss", pressed_at_the_second_step)
+    assert main(arguments(tmp_path, folder, library, "--lr", "1e-3:50", "--preview-every", "0")) == 130
+    output = capsys.readouterr()
+    assert "interrupted: step 0 -> 2" in output.out and "press Ctrl-C again" in output.err
+    assert hypernet.load(library / "tiny.pt").step == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is gone again
+
+
+def test_second_ctrl_c_interrupts_at_once(terminal_sigint):
+    from hypernet.cli.train import signals_stop
+
+    stop, said = threading.Event(), []
+    with signals_stop(stop, said.append):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.is_set() and said
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored():
+    from hypernet.cli.train import signals_stop
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_stop(threading.Event()):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -56,6 +56,7 @@ def run(args) -> int:
     from ..generation import Request
     from ..outputs import request_from_infotext, save_results
     from ..loading import load_generator
+    from .defaults import toy_model_loader
 
     if args.from_png:
         from ..infotext import read_png_infotext
@@ -77,7 +78,8 @@ def run(args) -> int:
             for prompt in args.prompt
         ]
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
-                               progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir)
+                               progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
+                               default_model=toy_model_loader())
     for request in requests:
         results = generator.generate(request, progress=not args.quiet)
         for path, result in zip(save_results(results, args.out), results):

@@ -27,6 +27,7 @@ def run(args) -> int:
     from ..generation import Request
     from ..infotext import write_png
     from ..loading import load_generator
+    from .defaults import toy_model_loader
     from ..strength import strength_grid
 
     prompts = []
@@ -43,7 +44,8 @@ def run(args) -> int:
     base = Request(prompt=args.prompt or prompts[0], negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg,
                    seed=args.seed, width=width, height=height, sampler=args.sampler, schedule=args.schedule)
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
-                               progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir)
+                               progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
+                               default_model=toy_model_loader())
     image, rows = strength_grid(generator, base, args.hypernet, args.multipliers, args.seeds or [args.seed], prompts,
                                 progress=not args.quiet)
     output = Path(args.output) if args.output else Path(args.out) / f"grid-{args.hypernet.replace('/', '_')}.png"

@@ -6,7 +6,9 @@ every checkpoint, preview, the loss CSV and plot go to the run folder."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -138,9 +140,39 @@ def config_from_args(args):
     )
 
 
+@contextlib.contextmanager
+def signals_stop(stop: threading.Event, say=None):
+    """Inside the block, SIGTERM and a first Ctrl-C set `stop` (the run ends after the
+    current step and saves); a second Ctrl-C raises KeyboardInterrupt (stop at once).
+    Only the command line owns signals; the previous handlers come back on exit. A SIGINT
+    the shell ignores (a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+
+    def interrupt(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        say("stopping after the current step (press Ctrl-C again to stop at once)")
+
+    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
+
+
 def run(args) -> int:
     from ..formats import load
     from ..loading import load_pipeline_for, model_info
+    from .defaults import toy_model_loader
     from ..training import describe_result, train
     from ..training.trainer import check_inputs
 
@@ -157,18 +189,14 @@ def run(args) -> int:
     accelerator = Accelerator(cpu=device == "cpu")
     if accelerator.num_processes > 1 or device is None:
         device = str(accelerator.device)
-    pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet)
+    default_model = toy_model_loader()
+    pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet,
+                             default_model=default_model)
 
     stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    try:
-        result = train(pipe, network, config, output=output, resume=args.resume, model=model_info(args.model),
-                       accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with signals_stop(stop):
+        result = train(pipe, network, config, output=output, resume=args.resume,
+                       model=model_info(args.model, default_model), accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
     if accelerator.is_main_process:
         print(describe_result(result))
         if result.stop_reason == "interrupted" and result.checkpoints:

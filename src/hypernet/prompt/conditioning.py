@@ -17,6 +17,7 @@ This module needs torch; `hypernet.prompt` itself does not import it.
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -117,9 +118,16 @@ class PromptEncoder:
         self._model = getattr(text_encoder, "text_model", text_encoder)
         self._embeddings_by_first_id = {}
         self.embeddings = {}
+        self._embedding_digests = {}
         for name, vectors in (embeddings or {}).items():
             self._add_embedding(name, vectors)
         self._empty = None
+
+    def fingerprint(self) -> tuple:
+        """Everything besides the text (and the model's weights) that decides an encoding:
+        what a cache of encodings must key on."""
+        return (self.clip_skip, self.comma_padding_backtrack, self.emphasis,
+                tuple(sorted(self._embedding_digests.items())))
 
     # -- tokens -----------------------------------------------------------------------
 
@@ -139,6 +147,8 @@ class PromptEncoder:
         if not ids:
             raise HypernetConfigError(f"embedding name {name!r} has no tokens")
         self.embeddings[name] = vectors.to(dtype=token_embedding.weight.dtype, device=token_embedding.weight.device)
+        digest = hashlib.sha256(vectors.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+        self._embedding_digests[name] = digest
         candidates = [entry for entry in self._embeddings_by_first_id.get(ids[0], []) if entry[1] != name]
         candidates.append((tuple(ids), name))
         # Longest first, so `cat` does not shadow `cat-style`; ties keep insertion order.
@@ -336,6 +346,14 @@ def stack_conds(tensors) -> torch.Tensor:
     return torch.stack(padded)
 
 
+def _pad_with_empty(z: torch.Tensor, length: int, empty: torch.Tensor) -> torch.Tensor:
+    """[B, T, C] -> [B, length, C] by appending copies of `empty` [1, 77, C]."""
+    repeats = (length - z.shape[1]) // empty.shape[1]
+    if repeats <= 0:
+        return z
+    return torch.cat([z, empty.to(device=z.device, dtype=z.dtype).repeat((z.shape[0], repeats, 1))], dim=1)
+
+
 def pad_cond_uncond(cond: torch.Tensor, uncond: torch.Tensor, empty: torch.Tensor):
     """The webui option `pad_cond_uncond` ("Pad prompt/negative prompt"): the shorter of
     [B, T, C] cond / uncond gets copies of the empty prompt's encoding `empty` [1, 77, C]
@@ -343,12 +361,17 @@ def pad_cond_uncond(cond: torch.Tensor, uncond: torch.Tensor, empty: torch.Tenso
     differ is *not* to pad but to run cond and uncond through the UNet in separate calls."""
     if empty.dim() == 2:
         empty = empty.unsqueeze(0)
-    repeats = (cond.shape[1] - uncond.shape[1]) // empty.shape[1]
-    if repeats < 0:
-        cond = torch.cat([cond, empty.repeat((cond.shape[0], -repeats, 1))], dim=1)
-    elif repeats > 0:
-        uncond = torch.cat([uncond, empty.repeat((uncond.shape[0], repeats, 1))], dim=1)
-    return cond, uncond
+    length = max(cond.shape[1], uncond.shape[1])
+    return _pad_with_empty(cond, length, empty), _pad_with_empty(uncond, length, empty)
+
+
+def stack_padded(tensors, empty: torch.Tensor) -> torch.Tensor:
+    """Stack [T_i, C] encodings into [B, T, C], the shorter ones padded with copies of
+    the empty prompt's encoding `empty` ([77, C] or [1, 77, C]) as `pad_cond_uncond` pads."""
+    if empty.dim() == 2:
+        empty = empty.unsqueeze(0)
+    length = max(tensor.shape[0] for tensor in tensors)
+    return torch.cat([_pad_with_empty(tensor.unsqueeze(0), length, empty) for tensor in tensors])
 
 
 def pad_cond_uncond_v0(cond: torch.Tensor, uncond: torch.Tensor):

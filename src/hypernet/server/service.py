@@ -123,9 +123,12 @@ class Service:
         if self._generator is not None:
             self._generator.close()
             self._generator = None
+        from ..cli.defaults import toy_model_loader
+
         loader = self._load_generator or load_generator
         generator = loader(checkpoint.path, hypernet_dir=self.paths.hypernet_dir, device=self._device, progress=False,
-                           lora_dir=self.paths.lora_dir, embeddings_dir=self.paths.embeddings_dir)
+                           lora_dir=self.paths.lora_dir, embeddings_dir=self.paths.embeddings_dir,
+                           default_model=toy_model_loader())
         generator.library = self.library
         self.preview = LatentPreview.fit(generator.pipe.vae)
         self._generator, self._loaded = generator, checkpoint

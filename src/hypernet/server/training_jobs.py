@@ -98,7 +98,9 @@ def train(service, name: str, config) -> Job:
     from ..training.trainer import check_inputs
 
     source, output = _target(service, name)
-    config = config.validate()
+    # as the webui trains: with the clip skip set for generation, and the embeddings folder
+    config = config.replace(clip_skip=service.options.get("CLIP_stop_at_last_layers"),
+                            embeddings_dir=config.embeddings_dir or service.paths.embeddings_dir).validate()
     _check_limits(service.limits, config)
     if config.run_dir is None:
         config = config.replace(run_dir=Path(config.log_dir) / datetime.date.today().isoformat() / output.stem)

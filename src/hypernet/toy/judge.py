@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import HypernetConfigError, HypernetFileError
-from . import world
+from . import model, world
 
 JUDGE_WEIGHTS = "judge.safetensors"
 WAVE_LAG = 3
@@ -184,34 +184,34 @@ def train_judge(
     returns it with its accuracy per head on 512 clean held-out pictures."""
     from tqdm import tqdm
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    judge = Judge()
-    optimizer = torch.optim.AdamW(judge.parameters(), lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 1), pct_start=0.1)
-    combinations = _all_combinations()
-    judge.train()
-    bar = tqdm(range(steps), desc="judge", disable=not progress, mininterval=2.0)
-    for step in bar:
-        scenes = [world.random_scene(rng, rng.choice(combinations)) for _ in range(batch_size)]
-        styles = [_training_style(rng) for _ in scenes]
-        images = [_degrade(world.draw(scene, style), rng) for scene, style in zip(scenes, styles)]
-        pixels = torch.from_numpy(world.image_array(images))
-        logits = judge(pixels)
-        labels = _labels(scenes)
-        # Neon pictures are drawn on a night background whatever the caption says.
-        labels["background"][torch.tensor([style == "neon" for style in styles])] = -100
-        loss = sum(F.cross_entropy(logits[name], labels[name], ignore_index=-100) for name in HEADS)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    judge.eval()
-    accuracy = evaluate_judge(judge, seed=seed + 1000)
-    log("judge accuracy on clean pictures: " + ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items()))
-    return judge, accuracy
+    with model.seeded(seed):
+        rng = random.Random(seed)
+        judge = Judge()
+        optimizer = torch.optim.AdamW(judge.parameters(), lr=learning_rate, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 1), pct_start=0.1)
+        combinations = _all_combinations()
+        judge.train()
+        bar = tqdm(range(steps), desc="judge", disable=not progress, mininterval=2.0)
+        for step in bar:
+            scenes = [world.random_scene(rng, rng.choice(combinations)) for _ in range(batch_size)]
+            styles = [_training_style(rng) for _ in scenes]
+            images = [_degrade(world.draw(scene, style), rng) for scene, style in zip(scenes, styles)]
+            pixels = torch.from_numpy(world.image_array(images))
+            logits = judge(pixels)
+            labels = _labels(scenes)
+            # Neon pictures are drawn on a night background whatever the caption says.
+            labels["background"][torch.tensor([style == "neon" for style in styles])] = -100
+            loss = sum(F.cross_entropy(logits[name], labels[name], ignore_index=-100) for name in HEADS)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        judge.eval()
+        accuracy = evaluate_judge(judge, seed=seed + 1000)
+        log("judge accuracy on clean pictures: " + ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items()))
+        return judge, accuracy
 
 
 @torch.no_grad()

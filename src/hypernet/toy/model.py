@@ -10,6 +10,7 @@ cross-attention sees the 80-wide text encoder output. So a hypernetwork with siz
 
 from __future__ import annotations
 
+import contextlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -98,17 +99,28 @@ def load_tokenizer():
     return load_clip_tokenizer()
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """torch's global generators seeded with `seed` inside the block (for library code that
+    draws from them: module initialisation, dropout, `posterior.sample()`), and given back
+    to the caller exactly as they were afterwards."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_components(seed: int = 0) -> dict:
     """Freshly initialised (untrained) components, deterministic in `seed`."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(**VAE_CONFIG)
-    torch.manual_seed(seed + 1)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    with seeded(seed):
+        vae = AutoencoderKL(**VAE_CONFIG)
+    with seeded(seed + 1):
+        unet = UNet2DConditionModel(**UNET_CONFIG)
+    with seeded(seed + 2):
+        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     return {
         "vae": vae,
         "unet": unet,

@@ -151,41 +151,41 @@ def train_vae(vae, plan: BaseTrainingPlan, progress: bool = True, log: Callable[
     """Reconstruction (MSE + L1, for crisp flat colours) plus a small KL term; returns
     the steps done and the last 50 steps' mean reconstruction error."""
     rng = random.Random(plan.seed + 11)
-    torch.manual_seed(plan.seed + 11)
-    with torch.no_grad():
-        # Start the posterior narrow (std 0.05): with diffusers' default (std 1) the
-        # sampled latents drown the signal and the first hundreds of steps are wasted.
-        vae.quant_conv.bias[vae.config.latent_channels :].fill_(-6.0)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.vae_learning_rate, weight_decay=0.0)
-    vae.train()
-    recent: list[float] = []
-    budget = _Budget(plan.vae_steps, plan.vae_minutes)
-    step = 0
-    with _progress_bar(plan.vae_steps, "vae", progress) as bar:
-        while (fraction := budget.fraction(step)) < 1.0:
-            for group in optimizer.param_groups:
-                group["lr"] = plan.vae_learning_rate * _learning_rate_factor(fraction, 0.05)
-            pixels = _vae_batch(rng, plan.vae_batch_size, plan.vae_style_share)
-            posterior = vae.encode(pixels).latent_dist
-            reconstruction = vae.decode(posterior.sample()).sample
-            mse = F.mse_loss(reconstruction, pixels)
-            loss = mse + 0.5 * F.l1_loss(reconstruction, pixels) + plan.vae_kl_weight * posterior.kl().mean()
-            if plan.vae_anchor_weight:
-                loss = loss + plan.vae_anchor_weight * _anchor_loss(posterior.mean, pixels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-            optimizer.step()
-            recent = (recent + [mse.item()])[-50:]
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(mse=f"{sum(recent) / len(recent):.4f}")
-            step += 1
-    vae.eval()
-    error = sum(recent) / max(1, len(recent))
-    cut = " (time budget reached)" if budget.time_limited(step) else ""
-    log(f"vae: {step} steps{cut}, reconstruction mse {error:.4f}")
-    return {"vae_steps_done": step, "vae_mse": error}
+    with model.seeded(plan.seed + 11):
+        with torch.no_grad():
+            # Start the posterior narrow (std 0.05): with diffusers' default (std 1) the
+            # sampled latents drown the signal and the first hundreds of steps are wasted.
+            vae.quant_conv.bias[vae.config.latent_channels :].fill_(-6.0)
+        optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.vae_learning_rate, weight_decay=0.0)
+        vae.train()
+        recent: list[float] = []
+        budget = _Budget(plan.vae_steps, plan.vae_minutes)
+        step = 0
+        with _progress_bar(plan.vae_steps, "vae", progress) as bar:
+            while (fraction := budget.fraction(step)) < 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] = plan.vae_learning_rate * _learning_rate_factor(fraction, 0.05)
+                pixels = _vae_batch(rng, plan.vae_batch_size, plan.vae_style_share)
+                posterior = vae.encode(pixels).latent_dist
+                reconstruction = vae.decode(posterior.sample()).sample
+                mse = F.mse_loss(reconstruction, pixels)
+                loss = mse + 0.5 * F.l1_loss(reconstruction, pixels) + plan.vae_kl_weight * posterior.kl().mean()
+                if plan.vae_anchor_weight:
+                    loss = loss + plan.vae_anchor_weight * _anchor_loss(posterior.mean, pixels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+                optimizer.step()
+                recent = (recent + [mse.item()])[-50:]
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(mse=f"{sum(recent) / len(recent):.4f}")
+                step += 1
+        vae.eval()
+        error = sum(recent) / max(1, len(recent))
+        cut = " (time budget reached)" if budget.time_limited(step) else ""
+        log(f"vae: {step} steps{cut}, reconstruction mse {error:.4f}")
+        return {"vae_steps_done": step, "vae_mse": error}
 
 
 @torch.no_grad()
@@ -280,86 +280,86 @@ def train_unet(
     and the evaluation history (judge accuracy on generated held-out pictures)."""
     from diffusers import DDPMScheduler
 
-    torch.manual_seed(plan.seed + 37)
-    generator = torch.Generator().manual_seed(plan.seed + 37)
-    unet, text_encoder, tokenizer = components["unet"], components["text_encoder"], components["tokenizer"]
-    noise_scheduler = DDPMScheduler(**model.NOISE_SCHEDULE)
-    scaled = latents * components["vae"].config.scaling_factor
-    empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    # The token table (49408 x 80) is most of the text encoder, yet captions use a few
-    # dozen rows: it gets sparse gradients and its own sparse Adam, everything else AdamW.
-    embedding = text_encoder.get_input_embeddings()
-    embedding.sparse = True
-    parameters = [p for p in list(unet.parameters()) + list(text_encoder.parameters()) if p is not embedding.weight]
-    optimizer = torch.optim.AdamW(parameters, lr=plan.unet_learning_rate, weight_decay=0.0, betas=(0.9, 0.99))
-    sparse_optimizer = torch.optim.SparseAdam([embedding.weight], lr=plan.unet_learning_rate, betas=(0.9, 0.99))
-    unet.train()
-    text_encoder.train()
-    unet_average = _Average(unet, plan.ema_decay)
-    text_average = _Average(text_encoder, plan.ema_decay)
-    history: list[dict] = []
-    recent: list[float] = []
-    start_time = time.perf_counter()
+    with model.seeded(plan.seed + 37):
+        generator = torch.Generator().manual_seed(plan.seed + 37)
+        unet, text_encoder, tokenizer = components["unet"], components["text_encoder"], components["tokenizer"]
+        noise_scheduler = DDPMScheduler(**model.NOISE_SCHEDULE)
+        scaled = latents * components["vae"].config.scaling_factor
+        empty_ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        # The token table (49408 x 80) is most of the text encoder, yet captions use a few
+        # dozen rows: it gets sparse gradients and its own sparse Adam, everything else AdamW.
+        embedding = text_encoder.get_input_embeddings()
+        embedding.sparse = True
+        parameters = [p for p in list(unet.parameters()) + list(text_encoder.parameters()) if p is not embedding.weight]
+        optimizer = torch.optim.AdamW(parameters, lr=plan.unet_learning_rate, weight_decay=0.0, betas=(0.9, 0.99))
+        sparse_optimizer = torch.optim.SparseAdam([embedding.weight], lr=plan.unet_learning_rate, betas=(0.9, 0.99))
+        unet.train()
+        text_encoder.train()
+        unet_average = _Average(unet, plan.ema_decay)
+        text_average = _Average(text_encoder, plan.ema_decay)
+        history: list[dict] = []
+        recent: list[float] = []
+        start_time = time.perf_counter()
 
-    def averaged_components() -> dict:
-        return {**components, "unet": unet_average.copy, "text_encoder": text_average.copy}
+        def averaged_components() -> dict:
+            return {**components, "unet": unet_average.copy, "text_encoder": text_average.copy}
 
-    def run_evaluation(step: int) -> None:
-        if judge is None:
-            return
-        pipeline = model.assemble_pipeline(averaged_components())
-        grid_path = None
-        if sample_folder is not None:
-            sample_folder.mkdir(parents=True, exist_ok=True)
-            grid_path = sample_folder / f"step_{step:05d}.png"
-        accuracy = evaluate.generation_accuracy(pipeline, judge, count=plan.eval_count, steps=plan.eval_steps, grid_path=grid_path)
-        entry = {"step": step, "minutes": (time.perf_counter() - start_time) / 60, "loss": sum(recent) / max(1, len(recent)), **accuracy}
-        history.append(entry)
-        log(f"step {step}: loss {entry['loss']:.4f}, held-out accuracy " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items()))
+        def run_evaluation(step: int) -> None:
+            if judge is None:
+                return
+            pipeline = model.assemble_pipeline(averaged_components())
+            grid_path = None
+            if sample_folder is not None:
+                sample_folder.mkdir(parents=True, exist_ok=True)
+                grid_path = sample_folder / f"step_{step:05d}.png"
+            accuracy = evaluate.generation_accuracy(pipeline, judge, count=plan.eval_count, steps=plan.eval_steps, grid_path=grid_path)
+            entry = {"step": step, "minutes": (time.perf_counter() - start_time) / 60, "loss": sum(recent) / max(1, len(recent)), **accuracy}
+            history.append(entry)
+            log(f"step {step}: loss {entry['loss']:.4f}, held-out accuracy " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items()))
 
-    budget = _Budget(plan.unet_steps, plan.unet_minutes)
-    step = 0
-    with _progress_bar(plan.unet_steps, "unet+text", progress) as bar:
-        while (fraction := budget.fraction(step)) < 1.0:
-            for group in optimizer.param_groups + sparse_optimizer.param_groups:
-                group["lr"] = plan.unet_learning_rate * _learning_rate_factor(fraction, plan.warmup_steps / plan.unet_steps)
-            index = torch.randint(0, scaled.shape[0], (plan.unet_batch_size,), generator=generator)
-            clean = scaled[index]
-            ids = input_ids[index].clone()
-            dropped = torch.rand(plan.unet_batch_size, generator=generator) < plan.caption_dropout
-            ids[dropped] = empty_ids
-            noise = torch.randn(clean.shape, generator=generator)
-            if plan.noise_offset:
-                noise = noise + plan.noise_offset * torch.randn((*clean.shape[:2], 1, 1), generator=generator)
-            timesteps = _sample_timesteps(plan.unet_batch_size, noise_scheduler.config.num_train_timesteps, plan.timestep_spread, generator)
-            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-            context = text_encoder(ids)[0]
-            prediction = unet(noisy, timesteps, context).sample
-            per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per_sample * _snr_weights(noise_scheduler, timesteps, plan.min_snr_gamma)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            sparse_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            sparse_optimizer.step()
-            unet_average.update()
-            text_average.update()
-            recent = (recent + [per_sample.mean().item()])[-100:]
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            step += 1
-            if plan.eval_every and step % plan.eval_every == 0 and step < plan.unet_steps:
-                run_evaluation(step)
-                unet.train()
-                text_encoder.train()
-    embedding.sparse = False
-    text_average.copy.get_input_embeddings().sparse = False
-    cut = " (time budget reached)" if budget.time_limited(step) else ""
-    log(f"unet+text: {step} steps{cut}")
-    run_evaluation(step)
-    return averaged_components(), history, step
+        budget = _Budget(plan.unet_steps, plan.unet_minutes)
+        step = 0
+        with _progress_bar(plan.unet_steps, "unet+text", progress) as bar:
+            while (fraction := budget.fraction(step)) < 1.0:
+                for group in optimizer.param_groups + sparse_optimizer.param_groups:
+                    group["lr"] = plan.unet_learning_rate * _learning_rate_factor(fraction, plan.warmup_steps / plan.unet_steps)
+                index = torch.randint(0, scaled.shape[0], (plan.unet_batch_size,), generator=generator)
+                clean = scaled[index]
+                ids = input_ids[index].clone()
+                dropped = torch.rand(plan.unet_batch_size, generator=generator) < plan.caption_dropout
+                ids[dropped] = empty_ids
+                noise = torch.randn(clean.shape, generator=generator)
+                if plan.noise_offset:
+                    noise = noise + plan.noise_offset * torch.randn((*clean.shape[:2], 1, 1), generator=generator)
+                timesteps = _sample_timesteps(plan.unet_batch_size, noise_scheduler.config.num_train_timesteps, plan.timestep_spread, generator)
+                noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+                context = text_encoder(ids)[0]
+                prediction = unet(noisy, timesteps, context).sample
+                per_sample = F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))
+                loss = (per_sample * _snr_weights(noise_scheduler, timesteps, plan.min_snr_gamma)).mean()
+                optimizer.zero_grad(set_to_none=True)
+                sparse_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                optimizer.step()
+                sparse_optimizer.step()
+                unet_average.update()
+                text_average.update()
+                recent = (recent + [per_sample.mean().item()])[-100:]
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                step += 1
+                if plan.eval_every and step % plan.eval_every == 0 and step < plan.unet_steps:
+                    run_evaluation(step)
+                    unet.train()
+                    text_encoder.train()
+        embedding.sparse = False
+        text_average.copy.get_input_embeddings().sparse = False
+        cut = " (time budget reached)" if budget.time_limited(step) else ""
+        log(f"unet+text: {step} steps{cut}")
+        run_evaluation(step)
+        return averaged_components(), history, step
 
 
 # --- the whole run ---------------------------------------------------------------------

@@ -20,7 +20,6 @@ _LAZY = {
     "TrainingResult": ("hypernet.training.trainer", "TrainingResult"),
     "TrainingError": ("hypernet.training.trainer", "TrainingError"),
     "StepInfo": ("hypernet.training.trainer", "StepInfo"),
-    "attention_widths": ("hypernet.training.trainer", "attention_widths"),
     "describe_result": ("hypernet.training.trainer", "describe_result"),
     "Schedule": ("hypernet.training.schedule", "Schedule"),
     "ScheduleError": ("hypernet.training.schedule", "ScheduleError"),

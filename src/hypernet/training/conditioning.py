@@ -1,6 +1,12 @@
-"""Text conditioning for training, through the pipeline's own `encode_prompt` (the same
-code generation uses, so a trained network sees at training time exactly what it sees
-when it is used).
+"""Text conditioning for training, through the `PromptEncoder` generation uses (emphasis,
+75-token chunks, BREAK, clip skip, textual-inversion embeddings), so a trained network
+sees at training time exactly what it sees when it is used. The webui trains through
+its generation text-encoder wrapper as well.
+
+Every prompt is encoded on its own, as generation encodes a prompt, so a cached encoding
+does not depend on which other prompts shared its batch. A batch whose prompts have
+different chunk counts is padded with the empty prompt's encoding, the way generation
+pads the shorter of prompt and negative prompt (`pad_cond_uncond`).
 
 When prompts are fixed per image (no tag shuffling or dropout) every distinct prompt is
 encoded once before the first step and the text encoder leaves the accelerator. When they
@@ -14,44 +20,63 @@ from typing import Sequence
 
 import torch
 
+from ..prompt.conditioning import PromptEncoder, stack_padded
+
+
+def prompt_encoder(pipe, clip_skip: int = 1, embeddings_dir=None, log=None) -> PromptEncoder:
+    """The encoder a `Generator(pipe, clip_skip=..., embeddings_dir=...)` would use."""
+    from ..extra_networks import load_embeddings
+
+    embeddings, warnings = load_embeddings(embeddings_dir, pipe.text_encoder.config.hidden_size)
+    for warning in warnings:
+        if log is not None:
+            log(warning)
+    return PromptEncoder(pipe.tokenizer, pipe.text_encoder, clip_skip=clip_skip, embeddings=embeddings)
+
 
 class TextConditioning:
-    """Prompt -> text-encoder hidden states [tokens, width], cached on the CPU."""
+    """Prompt -> text-encoder hidden states [tokens, width], cached on the CPU.
 
-    def __init__(self, pipe, cache_size: int):
-        self.pipe = pipe
+    Cache keys are (the encoder's fingerprint, prompt): its clip skip, emphasis mode,
+    comma backtrack and embeddings are part of every key."""
+
+    def __init__(self, encoder: PromptEncoder, cache_size: int):
+        self.encoder = encoder
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.pinned: set[str] = set()
+        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._empty: torch.Tensor | None = None
+        self.pinned: set[tuple] = set()
         self.encoded = 0  # how many prompts went through the text encoder
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.pipe.text_encoder.parameters()).device
+    def key(self, prompt: str) -> tuple:
+        return (self.encoder.fingerprint(), prompt)
 
     @torch.no_grad()
-    def _encode(self, prompts: Sequence[str]) -> torch.Tensor:
-        embeddings, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
-        self.encoded += len(prompts)
-        return embeddings.cpu()
+    def _encode(self, prompt: str) -> torch.Tensor:
+        if self._empty is None:
+            self._empty = self.encoder.encode("")[0].cpu()
+        self.encoded += 1
+        return self.encoder.encode(prompt)[0].cpu()
 
-    def precompute(self, prompts: Sequence[str], batch_size: int = 16) -> None:
-        """Encode these prompts now and keep them for the whole run."""
-        distinct = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        for start in range(0, len(distinct), batch_size):
-            chunk = distinct[start:start + batch_size]
-            for prompt, embedding in zip(chunk, self._encode(chunk)):
-                self._cache[prompt] = embedding
-        self.pinned.update(prompts)
+    def _fill(self, prompts: Sequence[str]) -> None:
+        for prompt in dict.fromkeys(prompts):
+            key = self.key(prompt)
+            if key not in self._cache:
+                self._cache[key] = self._encode(prompt)
+
+    def precompute(self, prompts: Sequence[str]) -> None:
+        """Encode these prompts (and the empty prompt, for padding) now and keep them for
+        the whole run."""
+        self._fill([*prompts, ""])
+        self.pinned.update(self.key(prompt) for prompt in prompts)
 
     def __call__(self, prompts: Sequence[str], device, dtype) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            for prompt, embedding in zip(missing, self._encode(missing)):
-                self._cache[prompt] = embedding
-        for prompt in prompts:
-            self._cache.move_to_end(prompt)
-        result = torch.stack([self._cache[p] for p in prompts]).to(device=device, dtype=dtype)
+        """[B, T, C]: shorter prompts padded with the empty prompt's chunks."""
+        self._fill(prompts)
+        keys = [self.key(prompt) for prompt in prompts]
+        for key in keys:
+            self._cache.move_to_end(key)
+        result = stack_padded([self._cache[key] for key in keys], self._empty).to(device=device, dtype=dtype)
         self._trim()
         return result
 

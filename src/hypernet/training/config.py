@@ -73,6 +73,8 @@ class TrainingConfig:
     tensorboard: bool = False
     nonfinite_patience: int = 5  # consecutive non-finite losses before training stops
     text_cache_size: int = 4096  # encodings kept when prompts vary (shuffle/dropout)
+    clip_skip: int = 1  # the webui's CLIP_stop_at_last_layers, as `Generator(clip_skip=)` takes it
+    embeddings_dir: Path | str | None = None  # textual-inversion embeddings named in captions
 
     def replace(self, **changes) -> "TrainingConfig":
         return dataclasses.replace(self, **changes)
@@ -94,6 +96,7 @@ class TrainingConfig:
         whole("csv_every", 0)
         whole("nonfinite_patience", 1)
         whole("text_cache_size", 0)
+        whole("clip_skip", 1)
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 8):

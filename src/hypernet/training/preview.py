@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
-from .config import PreviewOptions
+from .config import TrainingConfig
 
 
-def render(pipe, network, options: PreviewOptions, prompt: str, seed: int, size: tuple[int, int], path, model=None) -> Path:
+def render(pipe, network, config: TrainingConfig, prompt: str, seed: int, size: tuple[int, int], path, model=None) -> Path:
     from ..generation import Generator, Request
     from ..infotext import write_png
     from ..prompt.networks import remove_tags
 
+    options = config.preview
     text, _ = remove_tags(options.prompt if options.prompt is not None else prompt)
     negative, _ = remove_tags(options.negative_prompt or "")
     width = options.width or size[0]
@@ -28,7 +29,8 @@ def render(pipe, network, options: PreviewOptions, prompt: str, seed: int, size:
     network.eval()
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            result = Generator(pipe, library=None, model=model).generate(request, networks=[(network, 1.0)], progress=False)[0]
+            result = Generator(pipe, library=None, model=model, clip_skip=config.clip_skip,
+                               embeddings_dir=config.embeddings_dir).generate(request, networks=[(network, 1.0)], progress=False)[0]
     finally:
         pipe.scheduler = scheduler
         network.train(was_training)

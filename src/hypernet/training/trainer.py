@@ -8,11 +8,15 @@
 2. The run: the base model is frozen (`requires_grad_(False)` on UNet, VAE and text
    encoder, so backward computes input gradients only), latents and text encodings are
    cached, VAE and text encoder leave the accelerator, and AdamW updates the network.
-   Checkpoints are atomic and resumable exactly; Ctrl-C stops at the end of the current
-   step and saves; a non-finite loss skips its step and keeps the last good weights.
+   Checkpoints are atomic and resumable exactly; `stop()` returning True (the CLI's
+   first Ctrl-C) ends the run after the current step and saves; a KeyboardInterrupt
+   saves too unless it lands inside a weight update; a non-finite loss skips its step
+   and keeps the last good weights. Signals are the caller's: the library installs no
+   handler.
 
 The pipeline is handed back as it came: requires_grad flags, train/eval modes, devices,
-gradient checkpointing and scheduler are restored on exit, even on error.
+gradient checkpointing, scheduler and attention processors are restored on exit, even on
+error.
 """
 
 from __future__ import annotations
@@ -21,9 +25,7 @@ import contextlib
 import datetime
 import hashlib
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,16 +145,6 @@ class Plan:
         return self.start_step >= self.end_step
 
 
-def attention_widths(unet) -> list[int]:
-    """Feature sizes entering `to_k` in the UNet's attention layers (sorted, distinct)."""
-    widths = set()
-    for module in unet.modules():
-        to_k = getattr(module, "to_k", None)
-        if isinstance(to_k, torch.nn.Linear):
-            widths.add(int(to_k.in_features))
-    return sorted(widths)
-
-
 def _check_resumable(network: Hypernetwork, source: Hypernetwork, path: Path) -> None:
     if sorted(network.sizes) != sorted(source.sizes) or network.structure != source.structure:
         raise TrainingError(
@@ -191,6 +183,7 @@ def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulatio
         "tag_dropout": config.tag_dropout,
         "caption_dropout": config.caption_dropout,
         "use_alpha_weight": config.use_alpha_weight,
+        "clip_skip": config.clip_skip,
         "learning_rate": config.learning_rate,
         "clip": f"{config.clip_grad}:{config.clip_value}" if config.clip_grad != "disabled" else "disabled",
     }
@@ -257,7 +250,7 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
     seed = config.seed if config.seed is not None else (int(state["seed"]) if state else randomness.new_seed())
     learning_rate, clip, lines, sources = inputs.learning_rate, inputs.clip, inputs.template_lines, inputs.sources
 
-    widths = attention_widths(pipe.unet)
+    widths = attention.attention_widths(pipe.unet)
     matching = [size for size in network.sizes if size in widths]
     if not matching:
         raise TrainingError(
@@ -342,6 +335,7 @@ def borrowed(pipe):
     devices = [(c, next(c.parameters()).device) for c in components]
     checkpointing = getattr(pipe.unet, "is_gradient_checkpointing", False)
     scheduler = pipe.scheduler
+    processors = dict(pipe.unet.attn_processors)  # training installs the hypernetwork hook-in
     try:
         for component in components:
             component.requires_grad_(False)
@@ -358,37 +352,12 @@ def borrowed(pipe):
         if getattr(pipe.unet, "is_gradient_checkpointing", False) != checkpointing:
             (pipe.unet.enable_gradient_checkpointing if checkpointing else pipe.unet.disable_gradient_checkpointing)()
         pipe.scheduler = scheduler
+        if any(pipe.unet.attn_processors[name] is not processor for name, processor in processors.items()):
+            pipe.unet.set_attn_processor(dict(processors))
 
 
-class StopRequest:
-    """A graceful stop: set by the first Ctrl-C (while the run holds the SIGINT handler),
-    by `stop()` returning True, or by the caller. A second Ctrl-C interrupts at once."""
-
-    def __init__(self, external: Callable[[], bool] | None = None):
-        self.external = external
-        self.requested = False
-
-    def __bool__(self) -> bool:
-        return self.requested or bool(self.external and self.external())
-
-
-@contextlib.contextmanager
-def sigint_stops(request: StopRequest, log):
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def handler(signum, frame):
-        if request.requested:
-            raise KeyboardInterrupt
-        request.requested = True
-        log("stopping after the current step (press Ctrl-C again to stop at once)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _never() -> bool:
+    return False
 
 
 def _default_log(message: str) -> None:
@@ -424,7 +393,8 @@ def make_optimizer(optimizer_class, parameters, learning_rate: float):
 class _Run:
     """One training run's working state; lives for one `train()` call."""
 
-    def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step, stop: StopRequest):
+    def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step,
+                 stop: Callable[[], bool]):
         self.pipe = pipe
         self.plan = plan
         self.config = plan.config
@@ -664,7 +634,7 @@ class _Run:
         self.pipe.vae.to(self.plan.device)
         self.pipe.text_encoder.to(self.plan.device)
         try:
-            render(self.pipe, self.network, self.config.preview, (self.last_prompts or [""])[0], self.plan.seed,
+            render(self.pipe, self.network, self.config, (self.last_prompts or [""])[0], self.plan.seed,
                    self.plan.target_size, path, model=self.model)
         finally:
             for name, device in devices.items():
@@ -694,7 +664,8 @@ class _Run:
             self.loss_log = report.LossLog(None, 0, plan.steps_per_epoch, plan.start_step)
         self.noise = loss_module.noise_schedule(pipe.scheduler.config)
         self.dataset = self.encode_dataset()
-        self.text = conditioning.TextConditioning(pipe, config.text_cache_size)
+        encoder = conditioning.prompt_encoder(pipe, config.clip_skip, config.embeddings_dir, self.say)
+        self.text = conditioning.TextConditioning(encoder, config.text_cache_size)
         pipe.text_encoder.to(plan.device)
         if not config.prompts_vary:
             fixed = [self.fixed_prompt(e) for e in self.dataset.examples]
@@ -778,7 +749,7 @@ class _Run:
                          f"step is saved in {self.result.checkpoints[-1]}; resume from it with --resume")
             self.network.eval()
             raise
-        if self.stop and self.result.stop_reason == "finished" and self.step < plan.end_step:
+        if self.stop() and self.result.stop_reason == "finished" and self.step < plan.end_step:
             self.result.stop_reason = "interrupted"
         self.finish(bar, started, save=True)
         return self.result
@@ -786,7 +757,7 @@ class _Run:
     def stop_agreed(self) -> bool:
         """Whether to stop before the next step; all processes of a data-parallel run
         decide together (a Ctrl-C reaches them at slightly different moments)."""
-        wanted = bool(self.stop)
+        wanted = bool(self.stop())
         if self.plan.processes <= 1:
             return wanted
         flag = torch.tensor(float(wanted), device=self.plan.device)
@@ -875,7 +846,8 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     A network loaded from a file with `step > 0` continues from that file's side-cars.
     `model`: a `ModelInfo` (name, hash) recorded as the file's `sd_checkpoint`.
     `accelerator`: an `accelerate.Accelerator` for data-parallel runs (made when None).
-    `stop`: polled after every step; True ends the run cleanly (saved), like Ctrl-C.
+    `stop`: polled after every step; True ends the run cleanly (saved). The CLI's
+    Ctrl-C handler sets it; the library installs no signal handler.
     `inputs`: the result of `check_inputs(config)`, when the caller already ran it.
     """
     log = log or _default_log
@@ -897,10 +869,9 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     for message in plan.messages:
         if rank == 0:
             log(message)
-    request = StopRequest(stop)
     devices = [plan.device] if plan.device.type == "cuda" else []
-    with borrowed(pipe), torch.random.fork_rng(devices=devices), sigint_stops(request, log):
-        run = _Run(pipe, plan, model, accelerator, progress, log, on_step, request)
+    with borrowed(pipe), torch.random.fork_rng(devices=devices):
+        run = _Run(pipe, plan, model, accelerator, progress, log, on_step, stop or _never)
         return run.run()
 
 
