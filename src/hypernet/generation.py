@@ -191,24 +191,29 @@ class Generator:
         return self.prompt_encoder_for(self.clip_skip)
 
     def prompt_encoder_for(self, clip_skip: int):
-        if clip_skip not in self._prompt_encoders:
+        # Reads each shared field once into a local: `reload_embeddings` may run in another
+        # thread (the server's refresh route) while a request is being encoded.
+        encoder = self._prompt_encoders.get(clip_skip)
+        if encoder is None:
             from .extra_networks import load_embeddings
             from .prompt.conditioning import PromptEncoder
 
-            if self._embeddings is None:
+            embeddings = self._embeddings
+            if embeddings is None:
                 width = self.pipe.text_encoder.config.hidden_size
-                self._embeddings, warnings = load_embeddings(self.embeddings_dir, width)
+                embeddings, warnings = load_embeddings(self.embeddings_dir, width)
                 self.warnings.extend(warnings)
-            self._prompt_encoders[clip_skip] = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder,
-                                                             clip_skip=clip_skip, embeddings=self._embeddings)
-        encoder = self._prompt_encoders[clip_skip]
+                self._embeddings = embeddings
+            encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=clip_skip,
+                                    embeddings=embeddings)
+            self._prompt_encoders = {**self._prompt_encoders, clip_skip: encoder}
         encoder._empty = None  # a LoRA on the text encoder changes even the empty prompt
         return encoder
 
     def reload_embeddings(self) -> None:
-        """Read the embeddings folder again on the next request."""
+        """Read the embeddings folder again on the next request (safe from another thread)."""
         self._embeddings = None
-        self._prompt_encoders.clear()
+        self._prompt_encoders = {}
 
     # -- generation -------------------------------------------------------------------
     @property
@@ -360,7 +365,7 @@ class Generator:
             parameters["Hypernetworks"] = ", ".join(f"{name}: {multiplier:g}" for name, multiplier in labels)
         parameters = {k: v for k, v in parameters.items() if v is not None}
         infotext = format_infotext(request.prompt, request.negative_prompt, parameters)
-        subseed = parameters.get("Variation seed")
+        subseed = request.subseed + (seed - request.seed)  # the one drawn, as the webui reports it
         return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, parameters,
                       subseed=subseed, steps_done=steps_done)
 

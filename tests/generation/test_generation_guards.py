@@ -52,3 +52,33 @@ def test_huge_multiplier_is_an_error_naming_the_tag_not_a_black_picture(generato
     # the generator still works afterwards, with the network off again
     [result] = generator.generate(request(), progress=False)
     assert result.image.getextrema() != ((0, 0), (0, 0), (0, 0))
+
+
+def test_variation_seed_blends_and_is_reported(generator):
+    [plain] = generator.generate(request(seed=3), progress=False)
+    assert plain.subseed is not None and plain.subseed >= 0  # drawn, as the webui reports it
+    assert "Variation seed" not in plain.infotext
+    [varied] = generator.generate(request(seed=3, subseed=9, subseed_strength=0.5), progress=False)
+    assert varied.subseed == 9 and "Variation seed: 9, Variation seed strength: 0.5" in varied.infotext
+    assert varied.image.tobytes() != plain.image.tobytes()
+    [same] = generator.generate(request(seed=3, subseed=9, subseed_strength=0.0), progress=False)
+    assert same.image.tobytes() == plain.image.tobytes()
+
+
+def test_refreshing_embeddings_from_another_thread_never_breaks_encoding(generator):
+    import threading
+
+    stop = threading.Event()
+
+    def refresh():
+        while not stop.is_set():
+            generator.reload_embeddings()
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    try:
+        for clip_skip in (1, 2, 1, 2, 1):
+            assert generator.prompt_encoder_for(clip_skip).clip_skip == clip_skip
+    finally:
+        stop.set()
+        worker.join()
