@@ -180,21 +180,19 @@ class Jobs:
 
     # -- steering the running job ---------------------------------------------------------
     def interrupt(self) -> bool:
-        with self._lock:
-            job = self._current
-            if job is None:
-                return False
-            job.control.interrupted = True
-            self._state.interrupted = True
-        return True
+        return self._steer("interrupted")
 
     def skip(self) -> bool:
+        return self._steer("skipped")
+
+    def _steer(self, flag: str) -> bool:
+        """Set `flag` on the running job's control and progress; False when idle."""
         with self._lock:
             job = self._current
             if job is None:
                 return False
-            job.control.skipped = True
-            self._state.skipped = True
+            setattr(job.control, flag, True)
+            setattr(self._state, flag, True)
         return True
 
     # -- reading ------------------------------------------------------------------------

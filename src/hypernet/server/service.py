@@ -46,19 +46,26 @@ class Limits:
         problems = []
         if request.steps > self.max_steps:
             problems.append(f"steps {request.steps} is more than the server allows ({self.max_steps})")
-        for label, value in (("width", request.width), ("height", request.height)):
-            if value is not None and value > self.max_side:
-                problems.append(f"{label} {value} is more than the server allows ({self.max_side})")
-        if request.batch_size > self.max_batch_size:
-            problems.append(f"batch_size {request.batch_size} is more than the server allows ({self.max_batch_size})")
         if request.batch_count > self.max_batch_count:
             problems.append(f"n_iter {request.batch_count} is more than the server allows ({self.max_batch_count})")
-        pixels = (request.width or 512) * (request.height or 512) * request.batch_size
-        if pixels > self.max_batch_pixels:
-            problems.append(f"batch_size x width x height = {pixels} pixels is more than the server allows "
-                            f"({self.max_batch_pixels}); lower the batch size or the size, or raise n_iter instead")
+        problems += self.batch_problems(request.batch_size, request.width, request.height)
         if problems:
             raise HypernetError("; ".join(problems))
+
+    def batch_problems(self, batch_size: int, width: int | None, height: int | None,
+                       names=("batch_size", "width", "height"), more: str = "n_iter") -> list[str]:
+        """What is over the bounds for one batch of pictures (generated or trained on)."""
+        problems = []
+        if batch_size > self.max_batch_size:
+            problems.append(f"{names[0]} {batch_size} is more than the server allows ({self.max_batch_size})")
+        for label, value in ((names[1], width), (names[2], height)):
+            if value is not None and value > self.max_side:
+                problems.append(f"{label} {value} is more than the server allows ({self.max_side})")
+        pixels = (width or 512) * (height or 512) * batch_size
+        if pixels > self.max_batch_pixels:
+            problems.append(f"{' x '.join(names)} = {pixels} pixels is more than the server allows "
+                            f"({self.max_batch_pixels}); lower them, or raise {more} instead")
+        return problems
 
 
 @dataclass

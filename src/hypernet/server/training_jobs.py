@@ -77,16 +77,8 @@ def _target(service, name: str) -> tuple[Path, Path]:
 
 def _check_limits(limits, config) -> None:
     """The bounds txt2img has (`Limits`), for the training batch and size."""
-    problems = []
-    if config.batch_size > limits.max_batch_size:
-        problems.append(f"batch_size {config.batch_size} is more than the server allows ({limits.max_batch_size})")
-    for label, value in (("training_width", config.width), ("training_height", config.height)):
-        if value is not None and value > limits.max_side:
-            problems.append(f"{label} {value} is more than the server allows ({limits.max_side})")
-    pixels = (config.width or 512) * (config.height or 512) * config.batch_size
-    if pixels > limits.max_batch_pixels:
-        problems.append(f"batch_size x training_width x training_height = {pixels} pixels is more than the server "
-                        f"allows ({limits.max_batch_pixels}); lower them, or raise gradient_step instead")
+    problems = limits.batch_problems(config.batch_size, config.width, config.height,
+                                     names=("batch_size", "training_width", "training_height"), more="gradient_step")
     if problems:
         raise HypernetError("; ".join(problems))
 
