@@ -18,6 +18,7 @@ This module needs torch; `hypernet.prompt` itself does not import it.
 from __future__ import annotations
 
 import hashlib
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -47,7 +48,8 @@ def _apply_original(z, multipliers):
     original_mean = z.mean()
     z = z * multipliers.reshape(multipliers.shape + (1,)).expand(z.shape)
     ratio = original_mean / z.mean()
-    if not bool(torch.isfinite(ratio)) or float(ratio) <= 0:
+    value = float(ratio.detach())
+    if not math.isfinite(value) or value <= 0:
         # The webui divides anyway: a weighted mean at or across 0 (encoders whose outputs
         # average near 0) gives inf or flips every vector. Real CLIP never gets here.
         return z
