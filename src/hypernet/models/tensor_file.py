@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import HypernetFileError
+from ..formats.detect import HEAD_BYTES, format_from_bytes
 from .layout import SD1_TEXT_PREFIX_OLD, normalise_text_keys
 from .safe_pickle import load_torch_file
 
@@ -105,14 +106,15 @@ def open_tensor_file(path: str | Path) -> TensorFile:
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
-            head = handle.read(9)
+            head = handle.read(HEAD_BYTES)
     except OSError as error:
         raise HypernetFileError(path, f"cannot be read ({error.strerror or error})") from None
     if size == 0:
         raise HypernetFileError(path, "is empty: expected a .safetensors or .ckpt checkpoint")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    found = format_from_bytes(head)
+    if found == "pt":
         return PickleFile(path)
-    if len(head) == 9 and head[8:9] == b"{":
+    if found == "safetensors":
         return SafetensorsFile(path)
     raise HypernetFileError(
         path, "is neither a .safetensors file nor a PyTorch (.ckpt/.pt) checkpoint; expected one of those"
