@@ -14,7 +14,7 @@ import torch
 from .. import attention
 from ..errors import HypernetConfigError, HypernetError
 from ..network import Hypernetwork
-from . import checkpoints, dataset as data, prompts, randomness, report
+from . import checkpoints, dataset as data, prompts, randomness, run_files
 from .config import TrainingConfig
 from .schedule import Schedule, parse_schedule
 
@@ -97,7 +97,7 @@ def _default_run_dir(config: TrainingConfig, name: str, resume: checkpoints.Resu
     if resume is not None:
         if resume.state and resume.state.get("run_dir") and Path(resume.state["run_dir"]).is_dir():
             return Path(resume.state["run_dir"])
-        if resume.path.parent.name == "hypernetworks" and (resume.path.parent.parent / report.SETTINGS_NAME).exists():
+        if resume.path.parent.name == "hypernetworks" and (resume.path.parent.parent / run_files.SETTINGS_NAME).exists():
             return resume.path.parent.parent
     return Path(config.log_dir) / datetime.date.today().isoformat() / name
 

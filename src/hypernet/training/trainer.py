@@ -30,7 +30,7 @@ import torch
 
 from .. import attention
 from ..network import Hypernetwork
-from . import checkpoints, conditioning, dataset as data, loss as loss_module, prompts, randomness, report, sharing
+from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, sharing, text_cache
 from .borrowing import borrowed
 from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
@@ -111,10 +111,10 @@ class _Run(OptimizerStep):
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
         }
-        path = plan.run_dir / report.SETTINGS_NAME
+        path = plan.run_dir / run_files.SETTINGS_NAME
         if path.exists():  # a resumed run keeps the first run's settings and adds its own
             path = plan.run_dir / f"settings-from-{plan.start_step}.json"
-        report.write_json(path, settings)
+        run_files.write_json(path, settings)
 
     def encode_dataset(self) -> data.Dataset:
         plan, config, pipe = self.plan, self.config, self.pipe
@@ -163,7 +163,7 @@ class _Run(OptimizerStep):
         if final and self.plan.output is not None:
             checkpoints.save_checkpoint(self.network, self.plan.output, optimizer, self.state())
             self.result.output = self.plan.output
-        report.draw_loss_plot(self.loss_log.history, self.plan.run_dir / report.PLOT_NAME, title=f"{self.plan.name} loss")
+        run_files.draw_loss_plot(self.loss_log.history, self.plan.run_dir / run_files.PLOT_NAME, title=f"{self.plan.name} loss")
 
     def preview(self) -> None:
         if not self.main:
@@ -195,18 +195,18 @@ class _Run(OptimizerStep):
         if self.main:
             plan.run_dir.mkdir(parents=True, exist_ok=True)
             self.write_settings()
-            self.loss_log = report.LossLog(plan.run_dir / report.CSV_NAME, config.csv_every, plan.steps_per_epoch,
+            self.loss_log = run_files.LossLog(plan.run_dir / run_files.CSV_NAME, config.csv_every, plan.steps_per_epoch,
                                            plan.start_step)
             if config.tensorboard:
-                self.tensorboard, why = report.open_tensorboard(plan.run_dir / "tensorboard")
+                self.tensorboard, why = run_files.open_tensorboard(plan.run_dir / "tensorboard")
                 if why:
                     self.say(why)
         else:
-            self.loss_log = report.LossLog(None, 0, plan.steps_per_epoch, plan.start_step)
+            self.loss_log = run_files.LossLog(None, 0, plan.steps_per_epoch, plan.start_step)
         self.noise = loss_module.noise_schedule(pipe.scheduler.config)
         self.dataset = self.encode_dataset()
-        encoder = conditioning.prompt_encoder(pipe, config.clip_skip, config.embeddings_dir, self.say)
-        self.text = conditioning.TextConditioning(encoder, config.text_cache_size)
+        encoder = text_cache.prompt_encoder(pipe, config.clip_skip, config.embeddings_dir, self.say)
+        self.text = text_cache.TextConditioning(encoder, config.text_cache_size)
         pipe.text_encoder.to(plan.device)
         if not config.prompts_vary:
             fixed = [self.fixed_prompt(e) for e in self.dataset.examples]
