@@ -13,6 +13,7 @@ class HypernetFileError(HypernetError):
     def __init__(self, path, message: str, key: str | None = None):
         self.path = str(path)
         self.key = key
+        self.reason = message  # what is wrong, without the file's name
         where = f"{self.path}" + (f", key {key!r}" if key is not None else "")
         super().__init__(f"{where}: {message}")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import HypernetError, HypernetFileError
+from .library.scan import walk_folder
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 EMBEDDING_SUFFIXES = (".pt", ".safetensors", ".bin")
@@ -41,11 +42,14 @@ def read_tensors(path: Path) -> dict:
 
 
 def _files(root: Path | None, suffixes) -> dict[str, Path]:
+    """{name: file}: a file is named by its stem, as a prompt writes it; of two files with
+    one stem, the first by lower-cased path wins."""
     if root is None or not Path(root).is_dir():
         return {}
+    paths = [Path(directory) / name for directory, names in walk_folder(Path(root)) for name in names]
     found = {}
-    for path in sorted(Path(root).rglob("*"), key=lambda p: str(p).lower()):
-        if path.is_file() and path.suffix.lower() in suffixes:
+    for path in sorted(paths, key=lambda p: str(p).lower()):
+        if path.suffix.lower() in suffixes and path.is_file():
             found.setdefault(path.stem, path)
     return found
 

@@ -1,12 +1,16 @@
-"""Small file helpers shared by every layer: atomic writes and the webui's short hash."""
+"""Small file helpers shared by every layer: atomic writes, the webui's short hash, and
+reading a JSON object."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import HypernetFileError
 
 
 @contextlib.contextmanager
@@ -46,3 +50,17 @@ def sha256(path, chunk_bytes: int = 1 << 20) -> str:
 def short_hash(path) -> str:
     """First 10 hex digits of the file's sha256, as the webui shows and checks it."""
     return sha256(path)[:10]
+
+
+def read_json_object(path) -> dict:
+    """The object a JSON file holds (configs, vocabularies, side-cars): one reader, so every
+    caller refuses the same things in the same words. Raises `HypernetFileError`, its
+    `reason` saying what is wrong (unreadable or not valid JSON, or not an object)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HypernetFileError(path, f"not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise HypernetFileError(path, f"a JSON {type(value).__name__}, expected an object")
+    return value

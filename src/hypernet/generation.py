@@ -19,7 +19,7 @@ import torch
 from . import attention
 from .errors import HypernetError
 from .network import Hypernetwork
-from .samplers import DEFAULT_SAMPLER, infotext_name, make_scheduler
+from .samplers import DEFAULT_SAMPLER, make_scheduler, split_name
 
 MAX_SEED = 2**32 - 1  # random seeds are drawn below this, as the webui draws them
 SEED_LIMIT = 2**64 - 1  # the largest seed torch's generators take
@@ -340,7 +340,7 @@ class Generator:
     def _result(self, image, seed: int, request: Request, labels, position: int, steps_done: int) -> Result:
         from .infotext import format_infotext
 
-        sampler, schedule = infotext_name(request.sampler, request.schedule)
+        sampler, schedule = split_name(request.sampler, request.schedule)
         parameters = {
             "Steps": request.steps,
             "Sampler": sampler,

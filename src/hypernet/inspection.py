@@ -9,11 +9,11 @@ from .fileio import short_hash
 from .formats import detect_format, load, read_optimizer_state, sidecar_path
 
 
-def describe(path) -> dict:
+def inspect_file(path) -> dict:
     """Everything a user asks about a file, as JSON-able values."""
     path = Path(path)
     network = load(path)
-    structure, metadata = network.structure, network.metadata
+    metadata = network.metadata
     optimizer = None
     if sidecar_path(path).exists():
         state = read_optimizer_state(path)
@@ -21,6 +21,22 @@ def describe(path) -> dict:
     return {
         "path": str(path),
         "format": detect_format(path),
+        **network_facts(network),
+        "bytes_on_disk": os.path.getsize(path),
+        "step": metadata.step,
+        "sd_checkpoint": metadata.sd_checkpoint,
+        "sd_checkpoint_name": metadata.sd_checkpoint_name,
+        "optional_info": metadata.optional_info,
+        "sha256_short": short_hash(path),
+        "optimizer_sidecar": optimizer,
+    }
+
+
+def network_facts(network) -> dict:
+    """What a loaded network is, as JSON-able values: the part of a file's description
+    that `inspect_file` and `Library.info` share."""
+    structure, metadata = network.structure, network.metadata
+    return {
         "name": metadata.name,
         "sizes": network.sizes,
         "layer_structure": list(structure.layer_structure),
@@ -31,13 +47,6 @@ def describe(path) -> dict:
         "activate_output": structure.activate_output,
         "weight_initialization": metadata.weight_initialization,
         "parameters": network.parameter_count(),
-        "bytes_on_disk": os.path.getsize(path),
-        "step": metadata.step,
-        "sd_checkpoint": metadata.sd_checkpoint,
-        "sd_checkpoint_name": metadata.sd_checkpoint_name,
-        "optional_info": metadata.optional_info,
-        "sha256_short": short_hash(path),
-        "optimizer_sidecar": optimizer,
     }
 
 

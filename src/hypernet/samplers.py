@@ -42,7 +42,8 @@ DEFAULT_SAMPLER = "Euler a"
 
 
 def split_name(name: str, schedule: str | None = None) -> tuple[str, str]:
-    """('DPM++ 2M', 'Karras') from 'DPM++ 2M Karras'; validates both parts."""
+    """('DPM++ 2M', 'Karras') from 'DPM++ 2M Karras'; validates both parts. The pair is
+    also how the webui v1.10 writes Sampler and Schedule type in infotext."""
     text = " ".join(name.split())
     base, found = text, "Automatic"
     for candidate in SCHEDULES:
@@ -81,8 +82,3 @@ def make_scheduler(name: str, base_config: dict, schedule: str | None = None):
         raise HypernetError(f"sampler {base!r} does not support the {schedule} schedule")
     cls = _scheduler_class(base)
     return cls.from_config(dict(base_config), **SAMPLERS[base][1], **SCHEDULES[schedule])
-
-
-def infotext_name(name: str, schedule: str | None = None) -> tuple[str, str]:
-    """(Sampler, Schedule type) as the webui v1.10 writes them in infotext."""
-    return split_name(name, schedule)

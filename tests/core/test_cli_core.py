@@ -5,7 +5,7 @@ import torch
 
 import hypernet
 from hypernet.cli import main
-from hypernet.inspection import describe
+from hypernet.inspection import inspect_file
 
 
 def four_size_params(d):
@@ -24,7 +24,7 @@ def test_create_then_inspect_reports_structure_and_parameter_count(tmp_path, cap
     assert expected == 21_939_840
     assert f"{expected:,}" in text
     assert "768, 320, 640, 1280" in text and "1, 2, 1" in text and "linear" in text
-    info = describe(path)
+    info = inspect_file(path)
     # file-size arithmetic: fp32 weights plus a small container overhead
     assert expected * 4 < info["bytes_on_disk"] < expected * 4 + 64 * 1024
     assert main(["inspect", "--json", str(path)]) == 0

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hypernet.errors import HypernetConfigError, HypernetFileError
-from hypernet.models.checkpoint import _build_modules, key_tables
+from hypernet.models.assembly import _build_modules
+from hypernet.models.key_matching import key_tables
 from hypernet.models.configs import FAMILIES, FAMILY_LAYOUT, family_config, family_directory, read_config_directory
 
 # Parameter counts of the public SD checkpoints' UNet, VAE and (used part of the) text encoder.

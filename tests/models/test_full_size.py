@@ -15,7 +15,8 @@ import torch
 
 from hypernet.errors import HypernetFileError
 from hypernet.models import describe_checkpoint, load_pipeline
-from hypernet.models.checkpoint import _build_modules, _expected_shapes, key_tables
+from hypernet.models.assembly import _build_modules
+from hypernet.models.key_matching import _expected_shapes, key_tables
 from hypernet.models.configs import family_config
 from hypernet.models.layout import SD2_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
 

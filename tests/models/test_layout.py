@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hypernet.models.checkpoint import _build_modules, key_tables
+from hypernet.models.assembly import _build_modules
+from hypernet.models.key_matching import key_tables
 from hypernet.models.configs import PipelineConfig, family_config
 from hypernet.models.layout import SD2_TEXT_PREFIX, open_clip_extras
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hypernet.models.checkpoint import _assemble, _build_modules
+from hypernet.models.assembly import _assemble, _build_modules
 from hypernet.models.configs import PipelineConfig, family_config
 
 TEXT = {

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from hypernet.cli import main
-from hypernet.prompt import describe
+from hypernet.prompt import explain_prompt
 
 SEED_PROMPT = (
     "detailed face, a beautiful woman, (masterpiece:1.2), [cat:dog:0.5] <hypernet:incaseStyle_incaseAnythingV3:1>"
@@ -33,7 +33,7 @@ def test_check_prints_warnings_with_positions(capsys):
 def test_check_json(capsys):
     assert main(["prompt", "check", "[a|b] x", "--steps", "2", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info == describe("[a|b] x", 2)
+    assert info == explain_prompt("[a|b] x", 2)
     assert [entry["text"] for entry in info["parts"][0]["schedule"]] == ["a x", "b x"]
 
 

@@ -6,7 +6,7 @@ import torch
 from hypernet import attention
 from hypernet.generation import Generator
 from hypernet.prompt.conditioning import pad_cond_uncond
-from hypernet.training import TrainingConfig, conditioning, train
+from hypernet.training import TrainingConfig, text_cache, train
 from hypernet.training import loss as loss_module
 
 from .conftest import draw, new_network
@@ -67,8 +67,8 @@ def test_training_feeds_the_unet_what_generation_feeds_it(pipe, tmp_path, monkey
 
 
 def test_cache_keys_include_the_encoder_settings(pipe):
-    encoder = conditioning.prompt_encoder(pipe)
-    text = conditioning.TextConditioning(encoder, cache_size=8)
+    encoder = text_cache.prompt_encoder(pipe)
+    text = text_cache.TextConditioning(encoder, cache_size=8)
     first = text([EMPHASIS], "cpu", torch.float32)
     assert torch.equal(text([EMPHASIS], "cpu", torch.float32), first) and text.encoded == 1
     encoder.clip_skip = 2

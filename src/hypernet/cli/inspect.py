@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..inspection import describe, format_description
+from ..inspection import format_description, inspect_file
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    infos = [describe(path) for path in args.files]
+    infos = [inspect_file(path) for path in args.files]
     if args.json:
         print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..prompt import describe
+from ..prompt import explain_prompt
 
 
 def register(sub) -> None:
@@ -34,7 +34,7 @@ def run_check(args) -> int:
         from ..errors import PromptError
 
         raise PromptError(f"--steps must be at least 1, got {args.steps}")
-    info = describe(args.text, args.steps, positive=not args.negative)
+    info = explain_prompt(args.text, args.steps, positive=not args.negative)
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0

@@ -13,9 +13,11 @@ import threading
 from pathlib import Path
 
 from ..errors import HypernetError
+from ..training.results import StopReason
 
 DEFAULT_LIBRARY = "models/hypernetworks"
-EXIT_CODES = {"finished": 0, "already finished": 0, "interrupted": 130, "non-finite loss": 1}
+EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
+              StopReason.NON_FINITE_LOSS: 1}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -174,7 +176,7 @@ def run(args) -> int:
     from ..loading import load_pipeline_for, model_info
     from .defaults import toy_model_loader
     from ..training import describe_result, train
-    from ..training.trainer import check_inputs
+    from ..training.plan import check_inputs
 
     config = config_from_args(args)
     source, output = resolve_network(args.name, args.hypernet_dir)
@@ -199,7 +201,7 @@ def run(args) -> int:
                        model=model_info(args.model, default_model), accelerator=accelerator, progress=not args.quiet, stop=stop.is_set, inputs=inputs)
     if accelerator.is_main_process:
         print(describe_result(result))
-        if result.stop_reason == "interrupted" and result.checkpoints:
+        if result.stop_reason == StopReason.INTERRUPTED and result.checkpoints:
             print(f"resume with: hypernet train {args.name} --data {args.data} --resume {result.checkpoints[-1]} ...")
     if result.stop_reason not in EXIT_CODES:
         raise HypernetError(f"training ended: {result.stop_reason}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import HypernetFileError
 from ..network import Hypernetwork
+from .detect import detect_format
 from .optim import OptimizerState, read_optimizer_state, sidecar_path, write_optimizer_state
 from .safetensors_layout import read_safetensors, write_safetensors
 from .torchfile import read_torch_file, write_torch_file
@@ -24,24 +25,6 @@ __all__ = [
     "sidecar_path",
     "write_optimizer_state",
 ]
-
-
-def detect_format(path) -> str:
-    """'pt' or 'safetensors', from the file's first bytes."""
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(16)
-    except FileNotFoundError:
-        raise HypernetFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise HypernetFileError(path, "is a folder, expected a hypernetwork file") from None
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        return "pt"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if not head:
-        raise HypernetFileError(path, "is empty")
-    raise HypernetFileError(path, "is neither a PyTorch (.pt) nor a safetensors file")
 
 
 def load(path, multiplier: float = 1.0) -> Hypernetwork:

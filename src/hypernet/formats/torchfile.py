@@ -1,7 +1,8 @@
 """PyTorch pickle files, read safely and written so that stock webui v1.10.1 accepts them.
 
 Reading goes only through `torch.load(weights_only=True)`: a file whose pickle needs
-anything beyond tensors and plain containers is refused before any of it runs.
+anything beyond tensors, plain containers and the stand-ins a caller allows is refused
+before any of it runs.
 Writing re-packs `torch.save`'s zip without the `.format_version` / `.storage_alignment`
 records that the webui's archive allow-list rejects (contract §1.1), keeping tensor data
 64-byte aligned as torch lays it out.
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import struct
 import zipfile
+from typing import Any, Sequence
 
 import torch
 
@@ -24,27 +27,39 @@ _PAD_HEADER_ID = 0x4246  # an unregistered extra-field id, used only as padding
 _DROPPED_RECORDS = (".format_version", ".storage_alignment")
 
 
-def read_torch_file(path):
-    """The object stored in a PyTorch file, loaded as data only."""
+def read_torch_file(path, stand_ins: Sequence[tuple[Any, str]] = ()):
+    """The object stored in a PyTorch file, loaded as data only: the one safe loader for
+    hypernetworks, their side-cars, embeddings and model checkpoints. `stand_ins` are
+    (inert object, "module.Name") pairs allowed besides tensors and plain containers
+    (the checkpoint reader's PyTorch Lightning records)."""
     try:
         # zip-format files are memory-mapped (no up-front read); legacy pickles cannot be
         mmap = zipfile.is_zipfile(path)
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with torch.serialization.safe_globals(list(stand_ins)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
-        reason = _first_line(error)
+        name = _refused_global(str(error))
+        needs = f"it needs {name}, which is code, not data" if name else f"it is not plain data ({_first_line(error)})"
         raise HypernetFileError(
             path,
-            "refused: loading it would need more than tensors and plain containers "
-            f"(it may run code). PyTorch said: {reason}. Only files saved as data are loaded.",
+            f"refused, not unpickled: {needs}. Only tensors, plain containers and numbers"
+            f"{' (and a few inert records)' if stand_ins else ''} are loaded; convert the file to .safetensors "
+            "with a tool you trust.",
         ) from None
     except FileNotFoundError:
         raise HypernetFileError(path, "no such file") from None
     except IsADirectoryError:
         raise HypernetFileError(path, "is a folder, expected a file") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, struct.error, AttributeError, TypeError) as error:
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, struct.error, AttributeError, TypeError,
+            KeyError) as error:
         raise HypernetFileError(
-            path, f"not a readable PyTorch file (truncated or corrupt?): {_first_line(error)}"
+            path, f"not a readable PyTorch file, perhaps truncated or corrupt ({_first_line(error)})"
         ) from None
+
+
+def _refused_global(message: str) -> str | None:
+    match = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"unrecognized function ([^\s]+)", message)
+    return match[1] if match else None
 
 
 def _first_line(error: BaseException) -> str:

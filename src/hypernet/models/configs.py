@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HypernetConfigError, HypernetFileError
+from ..fileio import read_json_object
 from .layout import SD1_TEXT_PREFIX, SD2_TEXT_PREFIX, UNET_PREFIX, VAE_PREFIX
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "data" / "configs"
@@ -82,13 +83,7 @@ def family_directory(family: str) -> Path:
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise HypernetFileError(path, "missing: a pipeline config folder needs this file")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HypernetFileError(path, f"not a readable JSON file ({error})") from None
-    if not isinstance(value, dict):
-        raise HypernetFileError(path, "expected a JSON object")
-    return value
+    return read_json_object(path)
 
 
 def tokenizer_pad_with(directory: Path) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import HypernetConfigError, HypernetFileError
-from .checkpoint import key_tables
+from .key_matching import key_tables
 from .configs import METADATA_PREFIX, PipelineConfig, config_to_metadata
 from .layout import LAYOUTS, SD1_TEXT_PREFIX, open_clip_extras
 

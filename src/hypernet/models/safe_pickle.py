@@ -1,8 +1,9 @@
 """Reading ``.ckpt`` / ``.pt`` pickles without running code from them.
 
-Everything goes through ``torch.load(weights_only=True)``: tensors, plain containers and
-numbers only. Checkpoints saved by PyTorch Lightning (the original Stable Diffusion
-training code, and the webui's copies of it) also name a few Lightning classes in the
+Everything goes through the package's one safe loader (``formats.torchfile.read_torch_file``:
+``torch.load(weights_only=True)``): tensors, plain containers and numbers only.
+Checkpoints saved by PyTorch Lightning (the original Stable Diffusion training code,
+and the webui's copies of it) also name a few Lightning classes in the
 pickle, e.g. ``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`` as a key of
 ``checkpoint["callbacks"]``. For those exact names we allow-list inert stand-ins: plain
 classes that only store the pickled state as data. Lightning is never imported and no
@@ -12,13 +13,10 @@ code from the file runs. Any other global is refused with its name.
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import HypernetFileError
+from ..formats.torchfile import read_torch_file
 
 
 class InertRecord:
@@ -105,30 +103,6 @@ STAND_INS: tuple[tuple[Any, str], ...] = tuple(_stand_ins())
 ALLOWED_GLOBALS = tuple(name for _, name in STAND_INS)
 
 
-def _refused_global(message: str) -> str | None:
-    match = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"unrecognized function ([^\s]+)", message)
-    return match[1] if match else None
-
-
-def load_torch_file(path: str | Path, mmap: bool | None = None) -> Any:
-    """``torch.load(weights_only=True)`` with inert Lightning stand-ins; clear errors otherwise."""
-    path = Path(path)
-    if mmap is None:
-        with open(path, "rb") as handle:
-            mmap = handle.read(2) == b"PK"  # only the zip format can be memory-mapped
-    try:
-        with torch.serialization.safe_globals(list(STAND_INS)):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        name = _refused_global(str(error))
-        needs = f"it needs {name}, which is code, not data" if name else f"it is not plain data ({error})"
-        raise HypernetFileError(
-            path,
-            f"refusing to unpickle this checkpoint: {needs}. Only tensors, plain containers, numbers and "
-            "a few inert PyTorch Lightning records are accepted; convert the file to .safetensors with a "
-            "tool you trust.",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise HypernetFileError(
-            path, f"not a readable PyTorch checkpoint, perhaps truncated or corrupt ({type(error).__name__}: {error})"
-        ) from None
+def load_torch_file(path: str | Path) -> Any:
+    """A checkpoint's pickle, as data, with the inert Lightning stand-ins allowed."""
+    return read_torch_file(Path(path), stand_ins=STAND_INS)

@@ -20,7 +20,6 @@ id 0 without making "!" special.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import ftfy
@@ -29,6 +28,7 @@ from tokenizers import normalizers
 from transformers import CLIPTokenizer
 
 from ..errors import HypernetConfigError, HypernetFileError
+from ..fileio import read_json_object
 
 SHIPPED_TOKENIZER_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "clip_tokenizer"
 CONTEXT_LENGTH = 77
@@ -96,11 +96,8 @@ def _read_vocabulary(directory: Path) -> tuple[dict[str, int], list[tuple[str, s
     for path in (vocab_path, merges_path):
         if not path.is_file():
             raise HypernetFileError(path, "missing: a CLIP tokenizer needs vocab.json and merges.txt")
-    try:
-        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HypernetFileError(vocab_path, f"not a readable JSON vocabulary ({error})") from error
-    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+    vocab = read_json_object(vocab_path)
+    if not all(isinstance(i, int) for i in vocab.values()):
         raise HypernetFileError(vocab_path, "expected a JSON object mapping token strings to integer ids")
     for token in (START_OF_TEXT, END_OF_TEXT):
         if token not in vocab:

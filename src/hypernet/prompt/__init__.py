@@ -16,6 +16,7 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
+from ..lazy import lazy_attributes
 from .check import PromptWarning, check
 from .composition import split_and, strip_comments
 from .editing import schedule
@@ -29,15 +30,12 @@ from .networks import (
     extract_networks_pair,
     find_tags,
 )
-from .report import describe
+from .report import explain_prompt
 
 # Torch-backed names, resolved on first use so that `import hypernet.prompt` stays light.
 _LAZY = {
-    "PromptEncoder": "conditioning",
-    "conditioning_at": "conditioning",
-    "stack_conds": "conditioning",
-    "pad_cond_uncond": "conditioning",
-    "pad_cond_uncond_v0": "conditioning",
+    name: ("hypernet.prompt.conditioning", name)
+    for name in ("PromptEncoder", "conditioning_at", "stack_conds", "pad_cond_uncond", "pad_cond_uncond_v0")
 }
 
 __all__ = [
@@ -47,7 +45,7 @@ __all__ = [
     "TagMatch",
     "check",
     "closest_names",
-    "describe",
+    "explain_prompt",
     "extract_networks",
     "extract_networks_pair",
     "find_tags",
@@ -59,11 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

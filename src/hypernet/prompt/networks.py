@@ -69,16 +69,15 @@ def remove_tags(text: str) -> tuple[str, list[int]]:
 
 
 def closest_names(name: str, available, count: int = 3) -> list[str]:
-    """Up to `count` names from `available` that look like `name` (for 'did you mean')."""
+    """Up to `count` names from `available` that look like `name` (for 'did you mean'):
+    case-only differences first (difflib scores them low; they are the likeliest typo),
+    then difflib's closest, compared case-insensitively. The one suggester for prompt
+    tags, the library and the other networks' folders."""
     available = list(available)
-    found = difflib.get_close_matches(name, available, n=count, cutoff=0.6)
-    if len(found) < count:
-        # Case-only differences score low with difflib; they are the likeliest typo here.
-        lowered = name.casefold()
-        for candidate in available:
-            if candidate.casefold() == lowered and candidate not in found:
-                found.insert(0, candidate)
-    return found[:count]
+    folded = [candidate for candidate in available if candidate.lower() == name.lower()]
+    lowered = {candidate.lower(): candidate for candidate in available}
+    close = [lowered[found] for found in difflib.get_close_matches(name.lower(), list(lowered), n=count, cutoff=0.6)]
+    return list(dict.fromkeys(folded + close))[:count]
 
 
 def _where(position: int, label: str | None) -> str:

@@ -13,7 +13,7 @@ from .networks import extract_networks, remove_tags
 DEFAULT_STEPS = 20  # the webui's default sampling steps
 
 
-def describe(text: str, steps: int | None = None, positive: bool = True) -> dict:
+def explain_prompt(text: str, steps: int | None = None, positive: bool = True) -> dict:
     """A JSON-ready description of how `text` is read.
 
     Keys: warnings (position, code, message), networks ([type, name, multiplier]) or

@@ -4,204 +4,30 @@ for), then the UNet and the text encoder together on the VAE's latents, exactly 
 was trained (epsilon prediction on SD's noise schedule, 10% of captions dropped to the
 empty prompt so classifier-free guidance works).
 
-Everything is seeded; a plan (a named table entry) fixes every size and step count.
+Everything is seeded; a plan (`plans.py`) fixes every size and step count. The VAE stage
+is in `train_vae.py`; this module encodes the data, trains UNet and text encoder, and
+runs the whole.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch.nn import functional as F
 
-from ..errors import HypernetConfigError
 from . import evaluate, model, world
+from .plans import BaseTrainingPlan, Budget, learning_rate_factor, progress_bar, training_plan
+from .train_vae import judge_reconstructions, roll_style, train_vae
 
-
-@dataclass(frozen=True)
-class BaseTrainingPlan:
-    name: str
-    seed: int = 0
-    vae_steps: int = 800
-    vae_minutes: float = 8.0  # a stage stops at its step count or its time budget, whichever comes first
-    vae_batch_size: int = 16
-    vae_learning_rate: float = 2e-3
-    vae_kl_weight: float = 1e-6
-    vae_style_share: float = 0.15  # share of VAE pictures drawn in a style (half water, half neon)
-    vae_anchor_weight: float = 1.0  # pulls latent channels 0-2 towards the 4x-reduced RGB picture
-    images: int = 10000  # captioned pictures for the UNet, encoded once
-    # Share of those pictures drawn in a style, captioned with the style's name (see
-    # world.styled_caption); the rest are plain. Real SD knows many looks by name, and a
-    # hypernetwork's job is to bring one out without the words; a base that never saw
-    # a look can only be bent towards it, shapes and all.
-    unet_style_share: float = 0.25
-    unet_steps: int = 10000
-    unet_minutes: float = 47.0
-    # Small batches: in a run this short, more updates beat larger ones (per picture
-    # seen, batch 16 learnt faster than 32 in the measured runs).
-    unet_batch_size: int = 8
-    unet_learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    ema_decay: float = 0.998
-    min_snr_gamma: float = 5.0
-    timestep_spread: float = 1.0  # logit-normal timestep sampling (0: uniform), see _sample_timesteps
-    caption_dropout: float = 0.1
-    noise_offset: float = 0.05  # a little per-channel offset noise, for pure black and white backgrounds
-    eval_every: int = 1500  # 0: only at the end
-    eval_count: int = 32
-    eval_steps: int = evaluate.DEFAULT_STEPS
-
-
-def _plan_table() -> dict[str, BaseTrainingPlan]:
-    return {
-        "full": BaseTrainingPlan(name="full"),
-        # Proves the code path end to end in seconds; the weights it writes are useless.
-        "quick": BaseTrainingPlan(
-            name="quick",
-            vae_steps=6,
-            vae_batch_size=4,
-            images=32,
-            unet_steps=6,
-            unet_batch_size=4,
-            warmup_steps=2,
-            eval_every=0,
-            eval_count=4,
-            eval_steps=2,
-        ),
-    }
-
-
-def training_plan(name: str, **overrides) -> BaseTrainingPlan:
-    table = _plan_table()
-    if name not in table:
-        raise HypernetConfigError(f"unknown training plan {name!r}; valid plans: {', '.join(table)}")
-    return replace(table[name], **overrides)
-
-
-class _Budget:
-    """How far a stage is: the larger of the share of its steps done and the share of
-    its time used. On a machine fast enough to run every step within the time, the run
-    is exactly reproducible from its seed; on a slower or busier one the time budget
-    ends the stage early (and the summary says so), so the whole run keeps to its hour."""
-
-    def __init__(self, steps: int, minutes: float):
-        self.steps = steps
-        self.seconds = minutes * 60.0
-        self.started = time.perf_counter()
-
-    def fraction(self, step: int) -> float:
-        elapsed = time.perf_counter() - self.started
-        return max(step / max(1, self.steps), elapsed / self.seconds if self.seconds > 0 else 0.0)
-
-    def time_limited(self, step: int) -> bool:
-        return step < self.steps
-
-
-def _learning_rate_factor(fraction: float, warmup_fraction: float) -> float:
-    """Linear warm-up, then cosine decay to 10%, over the stage's progress fraction."""
-    if fraction < warmup_fraction:
-        return max(fraction / warmup_fraction, 0.01)
-    progress = (fraction - warmup_fraction) / max(1e-9, 1.0 - warmup_fraction)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _progress_bar(total: int, description: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, disable=not enabled, mininterval=2.0, dynamic_ncols=True)
-
-
-# --- VAE -------------------------------------------------------------------------------
-
-
-def _roll_style(rng: random.Random, style_share: float) -> str:
-    """Returns "plain", or with probability `style_share` one of the styles (equally often)."""
-    roll = rng.random()
-    if roll >= style_share:
-        return "plain"
-    return world.STYLES[min(int(roll / style_share * len(world.STYLES)), len(world.STYLES) - 1)]
-
-
-def _vae_batch(rng: random.Random, count: int, style_share: float) -> torch.Tensor:
-    images = []
-    for _ in range(count):
-        scene = world.random_scene(rng)
-        images.append(world.draw(scene, _roll_style(rng, style_share)))
-    return torch.from_numpy(world.image_array(images))
-
-
-def _anchor_loss(latent_mean: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Latent channels 0-2 should look like the picture reduced to the latent size.
-    Without it, a VAE trained for minutes keeps outlines but merges the shape colours
-    (a 4-channel cell has to learn to carry them); with it, colour is in the latents
-    from the first steps and the decoder only learns to sharpen. SD's own latents are
-    similarly colour-like."""
-    reduced = F.adaptive_avg_pool2d(pixels, latent_mean.shape[-2:])
-    return F.mse_loss(latent_mean[:, :3], reduced)
-
-
-def train_vae(vae, plan: BaseTrainingPlan, progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Reconstruction (MSE + L1, for crisp flat colours) plus a small KL term; returns
-    the steps done and the last 50 steps' mean reconstruction error."""
-    rng = random.Random(plan.seed + 11)
-    with model.seeded(plan.seed + 11):
-        with torch.no_grad():
-            # Start the posterior narrow (std 0.05): with diffusers' default (std 1) the
-            # sampled latents drown the signal and the first hundreds of steps are wasted.
-            vae.quant_conv.bias[vae.config.latent_channels :].fill_(-6.0)
-        optimizer = torch.optim.AdamW(vae.parameters(), lr=plan.vae_learning_rate, weight_decay=0.0)
-        vae.train()
-        recent: list[float] = []
-        budget = _Budget(plan.vae_steps, plan.vae_minutes)
-        step = 0
-        with _progress_bar(plan.vae_steps, "vae", progress) as bar:
-            while (fraction := budget.fraction(step)) < 1.0:
-                for group in optimizer.param_groups:
-                    group["lr"] = plan.vae_learning_rate * _learning_rate_factor(fraction, 0.05)
-                pixels = _vae_batch(rng, plan.vae_batch_size, plan.vae_style_share)
-                posterior = vae.encode(pixels).latent_dist
-                reconstruction = vae.decode(posterior.sample()).sample
-                mse = F.mse_loss(reconstruction, pixels)
-                loss = mse + 0.5 * F.l1_loss(reconstruction, pixels) + plan.vae_kl_weight * posterior.kl().mean()
-                if plan.vae_anchor_weight:
-                    loss = loss + plan.vae_anchor_weight * _anchor_loss(posterior.mean, pixels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-                optimizer.step()
-                recent = (recent + [mse.item()])[-50:]
-                bar.update(1)
-                if step % 20 == 0:
-                    bar.set_postfix(mse=f"{sum(recent) / len(recent):.4f}")
-                step += 1
-        vae.eval()
-        error = sum(recent) / max(1, len(recent))
-        cut = " (time budget reached)" if budget.time_limited(step) else ""
-        log(f"vae: {step} steps{cut}, reconstruction mse {error:.4f}")
-        return {"vae_steps_done": step, "vae_mse": error}
-
-
-@torch.no_grad()
-def judge_reconstructions(vae, judge, count: int = 64, seed: int = 99) -> dict[str, float]:
-    """The judge's accuracy on VAE round trips of plain pictures: the ceiling for
-    anything the UNet can draw through this decoder."""
-    from .judge import judge_images
-
-    samples = world.sample(seed, count)
-    pixels = torch.from_numpy(world.image_array([image for image, _, _ in samples]))
-    reconstructions = vae.decode(vae.encode(pixels).latent_dist.mean).sample.clamp(-1, 1)
-    predictions = judge_images(judge, reconstructions)
-    return {
-        name: sum(getattr(p, name) == getattr(scene, name) for p, (_, _, scene) in zip(predictions, samples)) / count
-        for name in ("shape", "colour", "background")
-    }
+__all__ = ["BaseTrainingPlan", "training_plan", "train_vae", "judge_reconstructions", "encode_training_set",
+           "train_unet", "train_base"]
 
 
 # --- data ----------------------------------------------------------------------------
@@ -217,8 +43,8 @@ def encode_training_set(vae, tokenizer, plan: BaseTrainingPlan, progress: bool =
     chunk = 64
     scenes = list(world.scenes(plan.seed + 23, plan.images))
     style_rng = random.Random(plan.seed + 29)
-    styles = [_roll_style(style_rng, plan.unet_style_share) for _ in scenes]
-    with _progress_bar(len(scenes), "encode", progress) as bar:
+    styles = [roll_style(style_rng, plan.unet_style_share) for _ in scenes]
+    with progress_bar(len(scenes), "encode", progress) as bar:
         for start in range(0, len(scenes), chunk):
             part = list(zip(scenes[start : start + chunk], styles[start : start + chunk]))
             pixels = torch.from_numpy(world.image_array([world.draw(scene, style) for scene, style in part]))
@@ -317,12 +143,12 @@ def train_unet(
             history.append(entry)
             log(f"step {step}: loss {entry['loss']:.4f}, held-out accuracy " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items()))
 
-        budget = _Budget(plan.unet_steps, plan.unet_minutes)
+        budget = Budget(plan.unet_steps, plan.unet_minutes)
         step = 0
-        with _progress_bar(plan.unet_steps, "unet+text", progress) as bar:
+        with progress_bar(plan.unet_steps, "unet+text", progress) as bar:
             while (fraction := budget.fraction(step)) < 1.0:
                 for group in optimizer.param_groups + sparse_optimizer.param_groups:
-                    group["lr"] = plan.unet_learning_rate * _learning_rate_factor(fraction, plan.warmup_steps / plan.unet_steps)
+                    group["lr"] = plan.unet_learning_rate * learning_rate_factor(fraction, plan.warmup_steps / plan.unet_steps)
                 index = torch.randint(0, scaled.shape[0], (plan.unet_batch_size,), generator=generator)
                 clean = scaled[index]
                 ids = input_ids[index].clone()

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import HypernetFileError
-from ..fileio import atomic_path, short_hash
+from ..fileio import atomic_path, read_json_object, short_hash
 from ..formats import OptimizerState, read_optimizer_state, save, sidecar_path
 from ..network import Hypernetwork
 
@@ -86,10 +86,10 @@ def read_state(network_path) -> tuple[dict | None, str | None]:
     if not target.exists():
         return None, f"no training-state side-car {target.name}"
     try:
-        data = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return None, f"{target.name} cannot be read ({error})"
-    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        data = read_json_object(target)
+    except HypernetFileError as error:
+        return None, f"{target.name} cannot be read ({error.reason})"
+    if data.get("format") != STATE_FORMAT:
         return None, f"{target.name} is not a training-state side-car"
     if data.get("version") != STATE_VERSION:
         return None, f"{target.name} has version {data.get('version')!r}; this trainer reads version {STATE_VERSION}"

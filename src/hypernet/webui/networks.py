@@ -70,7 +70,7 @@ def card_info(service, kind: str, name: str) -> tuple[str, str]:
             raise HypernetError(f"no {KIND_TITLES[kind]} file named {name!r}; press Refresh")
         where = f" in `{card.folder}/`" if card.folder else ""
         return f"### {html.escape(name)}\n\n{KIND_TITLES[kind]} file{where}", card.description
-    from ..inspection import describe, format_description
+    from ..inspection import format_description, inspect_file as describe
 
     entry = service.resolve_hypernetwork(name)
     info = service.library.info(entry)

@@ -1,39 +1,20 @@
-"""The hypernetwork library folder: what is there, what a prompt tag's name means, and
-loading by name without the webui's stale cache.
-
-The webui (contract §5) lists `models/hypernetworks/**/*.pt`, names each file by its base
-name and lets the later of two same-named files win silently. Here both `.pt` and
-`.safetensors` are listed, every file stays addressable by its relative name
-(`sub/name`), and a base name shared by several files is an error that lists them.
-Loaded networks are cached per `Library` object and keyed by the file's identity
-(mtime, size, inode), so a re-trained file is reloaded on the next `load` (webui #5326).
-
-Nothing here imports torch until a file is actually loaded.
-"""
+"""The library's names and files: what a name means (relative file, relative name, base
+name; the first root shadows the others), suggestions for unknown names, loading and
+hashing cached per file version, and the user metadata side-car written back."""
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import HypernetError, HypernetFileError
-from .fileio import atomic_path, short_hash
+from ..errors import HypernetError, HypernetFileError
+from ..fileio import atomic_path, read_json_object, short_hash
+from ..prompt.networks import closest_names
+from .scan import DEFAULT_ROOT, LibraryEntry, LibraryWarning, scan_root
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .network import Hypernetwork
-
-DEFAULT_ROOT = "models/hypernetworks"
-# File extension -> format name, as `hypernet.formats` spells it.
-HYPERNETWORK_EXTENSIONS = {".pt": "pt", ".safetensors": "safetensors"}
-PREVIEW_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif")
-DESCRIPTION_SUFFIXES = (".txt", ".description.txt")
-USER_METADATA_SUFFIX = ".json"
-# The webui's placeholder entry "None" is never a file name it lists.
-EXCLUDED_STEMS = frozenset({"None"})
+    from ..network import Hypernetwork
 
 
 class UnknownNameError(HypernetError):
@@ -53,51 +34,6 @@ class AmbiguousNameError(HypernetError):
         super().__init__(message)
         self.name = name
         self.candidates = candidates
-
-
-@dataclass(frozen=True)
-class LibraryEntry:
-    """One hypernetwork file and its side-cars, as found by the last scan."""
-
-    name: str  # base name without extension: what `<hypernet:NAME>` means in the webui
-    path: Path
-    relative_name: str  # posix path below its root, without extension ("sub/name")
-    format: str  # "pt" or "safetensors", from the extension (the loader checks content)
-    preview: Path | None
-    description: str | None
-    user_metadata: dict = field(default_factory=dict)
-    mtime: float = 0.0
-    size_bytes: int = 0
-    root: Path | None = None
-
-    @property
-    def extension(self) -> str:
-        return "." + self.path.name.rpartition(".")[2]
-
-    @property
-    def relative_file(self) -> str:
-        """The relative name with the extension: tells `a.pt` from `a.safetensors`."""
-        return self.relative_name + self.extension
-
-    @property
-    def stem_path(self) -> Path:
-        """The path without its extension, to which side-car suffixes are appended."""
-        return self.path.with_name(self.name)
-
-    @property
-    def user_metadata_path(self) -> Path:
-        return self.path.with_name(self.name + USER_METADATA_SUFFIX)
-
-
-@dataclass(frozen=True)
-class LibraryWarning:
-    """Something found while scanning that is worth telling the user but not fatal."""
-
-    path: Path
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 def format_multiplier(multiplier: float) -> str:
@@ -150,7 +86,7 @@ class Library:
             if not root.is_dir():
                 warnings.append(LibraryWarning(root, "is not a folder"))
                 continue
-            for entry in self._scan_root(root, warnings):
+            for entry in scan_root(root, self.include_hidden, warnings):
                 found.append(((entry.relative_file.lower(), index, str(entry.path)), entry))
         found.sort(key=lambda item: item[0])
         self._entries = [entry for _, entry in found]
@@ -182,56 +118,6 @@ class Library:
         for entry in self.entries():
             by_name.setdefault(entry.name, []).append(entry)
         return {name: entries for name, entries in sorted(by_name.items()) if len(entries) > 1}
-
-    def _scan_root(self, root: Path, warnings: list[LibraryWarning]) -> list[LibraryEntry]:
-        entries = []
-        visited: set[str] = set()
-        for directory, dirnames, filenames in os.walk(root, followlinks=True):
-            real = os.path.realpath(directory)
-            if real in visited:  # a symlink loop
-                dirnames[:] = []
-                continue
-            visited.add(real)
-            if not self.include_hidden:
-                dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-            dirnames.sort()
-            files = set(filenames)
-            relative_dir = Path(directory).relative_to(root).as_posix()
-            for filename in sorted(filenames):
-                if filename.startswith(".") and not self.include_hidden:
-                    continue
-                stem, dot, suffix = filename.rpartition(".")
-                format = HYPERNETWORK_EXTENSIONS.get(f".{suffix.lower()}") if dot else None
-                if format is None or not stem or stem in EXCLUDED_STEMS:
-                    continue
-                path = Path(directory) / filename
-                try:
-                    stat = path.stat()
-                except OSError as error:
-                    warnings.append(LibraryWarning(path, f"cannot be read ({error.strerror or error})"))
-                    continue
-                if not path.is_file():
-                    continue
-                relative_name = stem if relative_dir == "." else f"{relative_dir}/{stem}"
-                description = _find_description(Path(directory), stem, files, warnings)
-                user_metadata = _read_user_metadata(Path(directory), stem, files, warnings)
-                if user_metadata.get("description") is not None:
-                    description = str(user_metadata["description"])
-                entries.append(
-                    LibraryEntry(
-                        name=stem,
-                        path=path,
-                        relative_name=relative_name,
-                        format=format,
-                        preview=_find_preview(Path(directory), stem, files),
-                        description=description,
-                        user_metadata=user_metadata,
-                        mtime=stat.st_mtime,
-                        size_bytes=stat.st_size,
-                        root=root,
-                    )
-                )
-        return entries
 
     # -- names ------------------------------------------------------------------------
     def _matches(self, query: str) -> list[LibraryEntry]:
@@ -297,10 +183,7 @@ class Library:
             for name in (entry.name, entry.relative_name):
                 if name not in names:
                     names.append(name)
-        folded = [name for name in names if name.lower() == query.lower()]
-        lowered = {name.lower(): name for name in names}
-        close = [lowered[name] for name in difflib.get_close_matches(query.lower(), list(lowered), n=count, cutoff=0.6)]
-        return list(dict.fromkeys(folded + close))[:count]
+        return closest_names(query, names, count)
 
     def _unknown_message(self, query: str) -> str:
         where = ", ".join(str(root) for root in self.roots)
@@ -330,7 +213,7 @@ class Library:
     def load(self, name) -> "Hypernetwork":
         """The network for a name, loaded once per file version. The returned object is
         shared by later calls: pass multipliers alongside it rather than setting them."""
-        from .formats import load as load_file
+        from ..formats import load as load_file
 
         entry = self.resolve(name)
         key = _file_key(entry.path)
@@ -356,7 +239,8 @@ class Library:
     def info(self, name) -> dict:
         """A JSON-able description of one file; the file is read (and cached) here, not
         when listing. A file that fails to load is described with its error."""
-        from .formats import detect_format
+        from ..formats import detect_format
+        from ..inspection import network_facts
 
         entry = self.resolve(name)
         result = {
@@ -378,9 +262,9 @@ class Library:
         }
         try:
             result["format"] = detect_format(entry.path)
-            network = self.load(entry)
-            result["sizes"] = network.sizes
-            result["parameters"] = network.parameter_count()
+            facts = network_facts(self.load(entry))
+            result["sizes"] = facts["sizes"]
+            result["parameters"] = facts["parameters"]
             result["short_hash"] = self.short_hash(entry)
         except HypernetError as error:
             result["error"] = str(error)
@@ -396,11 +280,9 @@ class Library:
         data: dict = {}
         if path.exists():
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise HypernetFileError(path, f"cannot be read as JSON ({error}); fix or remove it before writing metadata") from None
-            if not isinstance(data, dict):
-                raise HypernetFileError(path, f"holds a JSON {type(data).__name__}, expected an object; fix or remove it before writing metadata")
+                data = read_json_object(path)
+            except HypernetFileError as error:
+                raise HypernetFileError(path, f"{error.reason}; fix or remove it before writing metadata") from None
         if description is not None:
             data["description"] = description
         if notes is not None:
@@ -424,38 +306,3 @@ def _file_key(path: Path) -> tuple:
     except FileNotFoundError:
         raise HypernetFileError(path, "no longer exists; call refresh() or rescan the library") from None
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-def _find_preview(directory: Path, stem: str, files: set[str]) -> Path | None:
-    for extension in PREVIEW_EXTENSIONS:
-        for candidate in (f"{stem}.{extension}", f"{stem}.preview.{extension}"):
-            if candidate in files:
-                return directory / candidate
-    return None
-
-
-def _find_description(directory: Path, stem: str, files: set[str], warnings: list[LibraryWarning]) -> str | None:
-    for suffix in DESCRIPTION_SUFFIXES:
-        candidate = stem + suffix
-        if candidate in files:
-            try:
-                return (directory / candidate).read_text(encoding="utf-8", errors="replace")
-            except OSError as error:
-                warnings.append(LibraryWarning(directory / candidate, f"cannot be read ({error.strerror or error})"))
-    return None
-
-
-def _read_user_metadata(directory: Path, stem: str, files: set[str], warnings: list[LibraryWarning]) -> dict:
-    candidate = stem + USER_METADATA_SUFFIX
-    if candidate not in files:
-        return {}
-    path = directory / candidate
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        warnings.append(LibraryWarning(path, f"user metadata ignored: not valid JSON ({error})"))
-        return {}
-    if not isinstance(data, dict):
-        warnings.append(LibraryWarning(path, f"user metadata ignored: a JSON {type(data).__name__}, expected an object"))
-        return {}
-    return data

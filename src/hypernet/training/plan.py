@@ -1,0 +1,263 @@
+"""The plan of a training run: every check that can fail, done before anything is written
+(options, schedules, template, dataset, the network against the model, batch sizes, where
+the run resumes from)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import attention
+from ..errors import HypernetConfigError, HypernetError
+from ..network import Hypernetwork
+from . import checkpoints, dataset as data, prompts, randomness, run_files
+from .config import TrainingConfig
+from .schedule import Schedule, parse_schedule
+
+OPTIMIZER = "AdamW"
+
+
+class TrainingError(HypernetError):
+    """A run that cannot start or cannot go on; the message says what to change."""
+
+
+@dataclass
+class Plan:
+    config: TrainingConfig
+    network: Hypernetwork
+    name: str
+    seed: int
+    start_step: int
+    position: int  # micro-batches consumed before the first step of this run
+    learning_rate: Schedule
+    clip: Schedule | None
+    template_lines: list[str]
+    sources: list[data.ImageSource]
+    batch_size: int  # per process
+    gradient_accumulation: int
+    processes: int
+    rank: int
+    target_size: tuple[int, int]
+    pixel_multiple: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    scale_loss: bool
+    checkpointing: str
+    output: Path | None
+    run_dir: Path
+    suffix: str
+    resume: checkpoints.ResumePoint | None
+    fingerprint: dict
+    messages: list[str]
+    optimizer_state: dict | None = None
+    optimizer_name: str = OPTIMIZER
+    scaler_state: dict | None = None
+    skipped_steps: int = 0
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.processes
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, len(self.sources) // self.global_batch)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.batches_per_epoch // self.gradient_accumulation)
+
+    @property
+    def micro_per_epoch(self) -> int:
+        return self.steps_per_epoch * self.gradient_accumulation
+
+    @property
+    def end_step(self) -> int:
+        return self.learning_rate.end_step
+
+    @property
+    def finished_already(self) -> bool:
+        return self.start_step >= self.end_step
+
+
+def _check_resumable(network: Hypernetwork, source: Hypernetwork, path: Path) -> None:
+    if sorted(network.sizes) != sorted(source.sizes) or network.structure != source.structure:
+        raise TrainingError(
+            f"{path}: cannot resume: its structure (sizes {source.sizes}, {source.structure}) differs from the network "
+            f"being trained (sizes {network.sizes}, {network.structure})"
+        )
+
+
+def _default_run_dir(config: TrainingConfig, name: str, resume: checkpoints.ResumePoint | None) -> Path:
+    if config.run_dir is not None:
+        return Path(config.run_dir)
+    if resume is not None:
+        if resume.state and resume.state.get("run_dir") and Path(resume.state["run_dir"]).is_dir():
+            return Path(resume.state["run_dir"])
+        if resume.path.parent.name == "hypernetworks" and (resume.path.parent.parent / run_files.SETTINGS_NAME).exists():
+            return resume.path.parent.parent
+    return Path(config.log_dir) / datetime.date.today().isoformat() / name
+
+
+def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulation, processes, size) -> dict:
+    listing = hashlib.sha256()
+    for source in sources:
+        listing.update(f"{source.path.name}\0{source.path.stat().st_size}\0{source.caption}\n".encode("utf-8"))
+    return {
+        "dataset": listing.hexdigest()[:16],
+        "images": len(sources),
+        "template": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16],
+        "batch_size": batch_size,
+        "gradient_accumulation": accumulation,
+        "processes": processes,
+        "size": list(size),
+        "resize": config.resize,
+        "flip": config.flip,
+        "latent_sampling": config.latent_sampling,
+        "shuffle_tags": config.shuffle_tags,
+        "tag_dropout": config.tag_dropout,
+        "caption_dropout": config.caption_dropout,
+        "use_alpha_weight": config.use_alpha_weight,
+        "clip_skip": config.clip_skip,
+        "learning_rate": config.learning_rate,
+        "clip": f"{config.clip_grad}:{config.clip_value}" if config.clip_grad != "disabled" else "disabled",
+    }
+
+
+def _precision(config: TrainingConfig, unet, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether to scale the loss). Master weights stay fp32."""
+    weights = next(unet.parameters()).dtype
+    if config.precision == "auto":
+        autocast = {torch.float16: torch.float16, torch.bfloat16: torch.bfloat16}.get(weights)
+    else:
+        autocast = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[config.precision]
+    return autocast, torch.float16 in (autocast, weights)
+
+
+@dataclass
+class Inputs:
+    """What `check_inputs` found: everything a run needs that does not depend on the model."""
+
+    sources: list[data.ImageSource]
+    template_lines: list[str]
+    learning_rate: Schedule
+    clip: Schedule | None
+
+
+def check_inputs(config: TrainingConfig) -> Inputs:
+    """The checks that need no model: options, schedule strings, template, dataset (every
+    image decoded). A command line runs them before loading a checkpoint."""
+    config.validate()
+    if config.preview_every:
+        from ..samplers import split_name
+
+        split_name(config.preview.sampler)  # an unknown sampler fails now, not at the first preview
+    learning_rate = parse_schedule(config.learning_rate, config.max_steps, 0, "learning rate")
+    clip = parse_schedule(config.clip_value, config.max_steps, 0, "clip value") if config.clip_grad != "disabled" else None
+    template = prompts.find_template(config.template, prompts.template_folders(config.template_dirs))
+    lines = prompts.read_template(template)
+    sources = data.scan(config.data, config.filename_word_regex, config.filename_join)
+    return Inputs(sources, lines, learning_rate, clip)
+
+
+def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, resume=None,
+            processes: int = 1, rank: int = 0, inputs: Inputs | None = None) -> Plan:
+    """Check a run without writing anything; raises with a message naming what is wrong."""
+    inputs = inputs or check_inputs(config)
+    messages: list[str] = []
+    if not isinstance(network, Hypernetwork):
+        raise TrainingError(f"expected a Hypernetwork to train, got {type(network).__name__}")
+    name = network.source_path.stem if network.source_path is not None else network.name
+
+    # where the run starts from: an explicit file, else the network's own file (webui)
+    resume_point = None
+    if resume is not None:
+        resume_point = checkpoints.read_resume_point(resume)
+        _check_resumable(network, resume_point.network, Path(resume))
+    elif network.source_path is not None and Path(network.source_path).exists() and network.step > 0:
+        resume_point = checkpoints.read_resume_point(network.source_path, network=network)
+    start_step = int(resume_point.network.step if resume_point is not None else network.step)
+    state = resume_point.state if resume_point else None
+    if resume_point is not None and start_step > 0 and not resume_point.exact:
+        messages.append(f"continuing from step {start_step} of {resume_point.path.name}, not exactly as the run that "
+                        f"wrote it would have: {'; '.join(resume_point.notes)}")
+
+    seed = config.seed if config.seed is not None else (int(state["seed"]) if state else randomness.new_seed())
+    learning_rate, clip, lines, sources = inputs.learning_rate, inputs.clip, inputs.template_lines, inputs.sources
+
+    widths = attention.attention_widths(pipe.unet)
+    matching = [size for size in network.sizes if size in widths]
+    if not matching:
+        raise TrainingError(
+            f"hypernetwork {name!r} has sizes {', '.join(map(str, network.sizes))} but this model's attention layers "
+            f"take {', '.join(map(str, widths))}: it would change nothing (an SD 1.x network on an SD 2.x model, "
+            f"or the other way round?). Create one with --sizes {','.join(map(str, widths))}"
+        )
+    unused = [size for size in network.sizes if size not in widths]
+    if unused:
+        messages.append(f"sizes {', '.join(map(str, unused))} of {name!r} match no attention layer of this model; "
+                        "they are saved unchanged")
+
+    scale_factor = int(getattr(pipe, "vae_scale_factor", 8))
+    native = int(pipe.unet.config.sample_size) * scale_factor
+    target = (config.width or native, config.height or native)
+    for label, value in zip(("width", "height"), target):
+        if value % scale_factor:
+            raise HypernetConfigError(f"training {label} {value} must be a multiple of {scale_factor} (the VAE's scale factor)")
+    for label, value in (("width", config.preview.width), ("height", config.preview.height)):
+        if config.preview_every and value is not None and value % scale_factor:
+            raise HypernetConfigError(f"preview {label} {value} must be a multiple of {scale_factor} (the VAE's scale factor)")
+
+    batch_size, accumulation = config.batch_size, config.gradient_accumulation
+    if batch_size * processes > len(sources):
+        clamped = max(1, len(sources) // processes)
+        messages.append(f"batch size {batch_size}{f' x {processes} processes' if processes > 1 else ''} is larger than "
+                        f"the dataset ({len(sources)} images); using batch size {clamped}")
+        batch_size = clamped
+    batches = max(1, len(sources) // (batch_size * processes))
+    if accumulation > batches:
+        messages.append(f"gradient accumulation {accumulation} is more than the {batches} batches of an epoch; using {batches}")
+        accumulation = batches
+
+    fingerprint = _fingerprint(config, sources, lines, batch_size, accumulation, processes, target)
+    position = start_step * accumulation
+    skipped = 0
+    if state:
+        position = int(state.get("position", position))
+        skipped = int(state.get("skipped_steps", 0))
+        before = state.get("fingerprint", {})
+        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in fingerprint.items() if before.get(key) != value]
+        if config.seed is not None and int(state.get("seed", seed)) != seed:
+            changed.append(f"seed {state.get('seed')} -> {seed}")
+        if changed:
+            messages.append("the resumed run differs from the one that wrote the checkpoint (" + "; ".join(changed) +
+                            "); it continues, but will not end as the uninterrupted run would have")
+
+    device = next(pipe.unet.parameters()).device
+    autocast, scale_loss = _precision(config, pipe.unet, device)
+    if output is None and network.source_path is not None:
+        output = network.source_path
+    output = Path(output) if output is not None else None
+    suffix = output.suffix if output is not None and output.suffix in (".pt", ".safetensors") else ".pt"
+    if resume is not None and resume_point.network is not network:
+        with torch.no_grad():  # every check passed: take the checkpoint's weights
+            network.load_state_dict(resume_point.network.state_dict())
+        network.metadata.step = start_step
+    optimizer_state, optimizer_name = None, OPTIMIZER
+    if resume_point is not None and resume_point.optimizer is not None:
+        optimizer_state = resume_point.optimizer.state_dict
+        optimizer_name = resume_point.optimizer.optimizer_name
+    return Plan(
+        config=config, network=network, name=name, seed=seed, start_step=start_step, position=position,
+        learning_rate=learning_rate, clip=clip, template_lines=lines, sources=sources, batch_size=batch_size,
+        gradient_accumulation=accumulation, processes=processes, rank=rank, target_size=target,
+        pixel_multiple=scale_factor, device=device, autocast_dtype=autocast, scale_loss=scale_loss,
+        checkpointing=config.gradient_checkpointing, output=output,
+        run_dir=_default_run_dir(config, name, resume_point), suffix=suffix, resume=resume_point,
+        fingerprint=fingerprint, messages=messages, optimizer_state=optimizer_state, optimizer_name=optimizer_name,
+        scaler_state=(state or {}).get("scaler"), skipped_steps=skipped,
+    )
+
