@@ -191,23 +191,22 @@ def router(service) -> APIRouter:
 
 
 def _integers(field: str, values) -> list[int]:
-    out = []
-    for position, value in enumerate(values, 1):
-        try:
-            out.append(int(value))
-        except (TypeError, ValueError):
-            raise HypernetError(f"{field} item {position} ({value!r}) is not a whole number") from None
-    return out
+    return _parsed(field, values, int, "a whole number", "write them like [768, 320]")
 
 
 def _numbers(field: str, value) -> list[float]:
     items = value if isinstance(value, list) else [part for part in str(value).split(",") if part.strip()]
+    return _parsed(field, items, float, "a number", "write it like '1, 2, 1'")
+
+
+def _parsed(field: str, items, kind, noun: str, example: str) -> list:
+    """Each item as `kind`, or an error naming the field, the item's position and value."""
     out = []
     for position, item in enumerate(items, 1):
         try:
-            out.append(float(item))
+            out.append(kind(item))
         except (TypeError, ValueError):
-            raise HypernetError(f"{field} item {position} ({item!r}) is not a number; write it like '1, 2, 1'") from None
+            raise HypernetError(f"{field} item {position} ({item!r}) is not {noun}; {example}") from None
     if not out:
-        raise HypernetError(f"{field} holds no numbers; write it like '1, 2, 1'")
+        raise HypernetError(f"{field} holds no values; {example}")
     return out
