@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +40,9 @@ def create_hypernetwork(name: str, folder, *, sizes: Sequence[int], layer_struct
     bad = [size for size in sizes if int(size) < 1]
     if bad:
         raise HypernetError(f"feature sizes must be positive whole numbers (got {bad})")
+    odd = [value for value in (*layer_structure, *(dropout_structure or ())) if not math.isfinite(float(value))]
+    if odd:
+        raise HypernetError(f"layer and dropout structures must hold finite numbers (got {odd})")
     if dropout_structure is not None and len(dropout_structure) != len(layer_structure):
         raise HypernetError(f"the dropout structure has {len(dropout_structure)} entries but the layer structure has "
                             f"{len(layer_structure)}; give one per layer")

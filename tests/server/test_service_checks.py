@@ -22,3 +22,14 @@ def test_unknown_lora_is_refused_before_queueing_with_the_closest_name(service):
 
 def test_known_lora_passes_the_check(service):
     service.check_request(Request("a cat <lora:detail:0.5>"))
+
+
+def test_non_finite_structures_are_refused_not_a_500(service):
+    from hypernet.creation import create_hypernetwork
+    from hypernet.server.api import _numbers
+
+    with pytest.raises(HypernetError, match="layer_structure item 2"):
+        _numbers("layer_structure", "1, nan, 1")
+    with pytest.raises(HypernetError, match="finite"):
+        create_hypernetwork("b", service.paths.hypernet_dir, sizes=[80], layer_structure=[1, float("inf"), 1])
+    assert not list(service.paths.hypernet_dir.glob("b.*"))

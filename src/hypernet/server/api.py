@@ -8,6 +8,7 @@ JSON answers in `app.py`, never tracebacks.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from fastapi import APIRouter, Query, Request
@@ -204,9 +205,12 @@ def _parsed(field: str, items, kind, noun: str, example: str) -> list:
     out = []
     for position, item in enumerate(items, 1):
         try:
-            out.append(kind(item))
-        except (TypeError, ValueError):
+            value = kind(item)
+            if not math.isfinite(value):
+                raise ValueError(item)
+        except (TypeError, ValueError, OverflowError):
             raise HypernetError(f"{field} item {position} ({item!r}) is not {noun}; {example}") from None
+        out.append(value)
     if not out:
         raise HypernetError(f"{field} holds no values; {example}")
     return out
