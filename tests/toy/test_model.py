@@ -16,6 +16,12 @@ def test_shipped_folder_loads_with_plain_diffusers_offline():
     assert pipeline.tokenizer.model_max_length == 77
     assert pipeline.text_encoder.config.vocab_size == 49408 == len(pipeline.tokenizer)
     assert pipeline.tokenizer("a red circle").input_ids == [49406, 320, 736, 7117, 49407]
+    ours = model.load_toy_pipeline(dtype=torch.float16)  # built from configs, weights loaded strictly
+    for name in ("unet", "vae", "text_encoder"):
+        theirs, mine = getattr(pipeline, name).state_dict(), getattr(ours, name).state_dict()
+        assert list(mine) == list(theirs), name
+        assert all(torch.equal(mine[key], theirs[key].to(mine[key].dtype)) for key in theirs), name
+    assert ours.scheduler.config == pipeline.scheduler.config
 
 
 def test_weights_are_fp16_and_small():
