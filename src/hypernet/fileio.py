@@ -1,5 +1,5 @@
-"""Small file helpers shared by every layer: atomic writes, the webui's short hash, and
-reading a JSON object."""
+"""Small file helpers shared by every layer: atomic writes, the webui's short hash,
+reading a JSON object, and the kill points the crash tests use."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -26,11 +27,25 @@ def atomic_path(path, suffix: str = ".tmp"):
         yield Path(temporary)
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
+        kill_point(f"write:{target.name}")
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+KILL_VARIABLE = "HYPERNET_TEST_KILL_AT"
+
+
+def kill_point(moment: str) -> None:
+    """A test hook: when the environment variable HYPERNET_TEST_KILL_AT equals `moment`, the
+    process kills itself with SIGKILL right here, as `kill -9` would, so the crash tests
+    (tests/training/test_kills.py) hit exact moments. Moments: `write:FILE` (FILE's complete
+    temporary is about to replace it) and `step:N` (training, before step N + 1). Unset,
+    it does nothing."""
+    if os.environ.get(KILL_VARIABLE) == moment:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _umask() -> int:

@@ -17,7 +17,7 @@ from ..training.results import StopReason
 
 DEFAULT_LIBRARY = "models/hypernetworks"
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
-              StopReason.NON_FINITE_LOSS: 1}
+              StopReason.NON_FINITE_LOSS: 1, StopReason.NON_FINITE_WEIGHTS: 1}
 
 
 def _size(text: str) -> tuple[int, int]:

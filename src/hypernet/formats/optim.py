@@ -26,11 +26,12 @@ def sidecar_path(path) -> Path:
     return path.with_name(path.name + ".optim")
 
 
-def write_optimizer_state(network_path, optimizer_name: str, state_dict: dict) -> Path:
-    """Write the side-car for an already written network file (its hash is taken now)."""
+def write_optimizer_state(network_path, optimizer_name: str, state_dict: dict, file_hash: str | None = None) -> Path:
+    """Write the side-car of a network file: hashed to the file already written there, or to
+    `file_hash` (the short hash of the bytes about to be renamed into place)."""
     target = sidecar_path(network_path)
     write_torch_file(
-        {"optimizer_name": optimizer_name, "hash": short_hash(network_path), "optimizer_state_dict": state_dict},
+        {"optimizer_name": optimizer_name, "hash": file_hash or short_hash(network_path), "optimizer_state_dict": state_dict},
         target,
     )
     return target

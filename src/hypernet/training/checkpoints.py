@@ -1,7 +1,6 @@
 """Checkpoints that cannot be lost and can be resumed exactly.
 
-A checkpoint is three files, each written atomically (a temporary file renamed over the
-target, so a reader sees the old file or the complete new one, never a torn one):
+A checkpoint is three files:
 
 * `<name>-<step>.pt` - the hypernetwork (loads in the stock webui), `step` = the number in
   the file name (the webui's is one less);
@@ -11,9 +10,12 @@ target, so a reader sees the old file or the complete new one, never a torn one)
   loss scaler, and what the data stream depends on. It is plain JSON: every random draw
   of a run derives from (seed, position), so no RNG state needs to be pickled.
 
-The network is written first and the side-cars after it; a side-car whose hash does not
-match its network is ignored on resume (reported), so a crash between the writes leaves
-a loadable network and, at worst, a resume that says it cannot be exact.
+Each is written atomically (a temporary file renamed over the target). The network is
+written to its temporary first, the side-cars are written hashed to those bytes, and the
+network is renamed into place last: a visible checkpoint always has its side-cars, and a
+kill before that rename leaves the previous file (its side-cars, if already replaced, then
+no longer match it and are ignored on resume, with the reason said). Non-finite weights
+are never written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from ..errors import HypernetFileError
 from ..fileio import atomic_path, read_json_object, short_hash
-from ..formats import OptimizerState, read_optimizer_state, save, sidecar_path
+from ..formats import OptimizerState, format_for_path, read_optimizer_state, save, sidecar_path, write_optimizer_state
 from ..network import Hypernetwork
 
 STATE_FORMAT = "hypernet-training-state"
@@ -60,21 +62,39 @@ def portable(optimizer_state: dict) -> dict:
     return state
 
 
-def save_checkpoint(network: Hypernetwork, path, optimizer: torch.optim.Optimizer | None = None,
+def finite(network: Hypernetwork) -> bool:
+    """Whether every weight is a finite number (a diverged run's are not)."""
+    return all(bool(torch.isfinite(value).all()) for value in network.state_dict().values() if value.is_floating_point())
+
+
+def save_checkpoint(network: Hypernetwork, path, optimizer: torch.optim.Optimizer | OptimizerState | None = None,
                     state: dict | None = None) -> Path:
-    """Network, then its optimizer side-car, then its training-state side-car."""
+    """Side-cars first, hashed to the network's bytes, then the network renamed into place.
+    `optimizer`: a live optimizer, or an `OptimizerState` read from another checkpoint."""
     path = Path(path)
-    optimizer_state = portable(optimizer.state_dict()) if optimizer is not None else None
-    save(network, path, optimizer_name=type(optimizer).__name__ if optimizer is not None else None,
-         optimizer_state=optimizer_state)
-    if state is not None:
-        write_state(path, state)
+    if not finite(network):
+        raise HypernetFileError(path, "not written: the network's weights are not finite numbers")
+    if isinstance(optimizer, OptimizerState):
+        optimizer_name, optimizer_state = optimizer.optimizer_name, optimizer.state_dict
+    elif optimizer is not None:
+        optimizer_name, optimizer_state = type(optimizer).__name__, portable(optimizer.state_dict())
+    try:
+        with atomic_path(path) as temporary:
+            save(network, temporary, format=format_for_path(path))
+            digest = short_hash(temporary)
+            if optimizer is not None:
+                write_optimizer_state(path, optimizer_name, optimizer_state, file_hash=digest)
+            if state is not None:
+                write_state(path, state, file_hash=digest)
+    except OSError as error:
+        raise HypernetFileError(path, f"cannot be written ({error.strerror or error})") from None
     return path
 
 
-def write_state(network_path, state: dict) -> Path:
+def write_state(network_path, state: dict, file_hash: str | None = None) -> Path:
     target = state_path(network_path)
-    data = {"format": STATE_FORMAT, "version": STATE_VERSION, "hash": short_hash(network_path), **state}
+    state = {key: value for key, value in state.items() if key not in ("format", "version", "hash")}
+    data = {"format": STATE_FORMAT, "version": STATE_VERSION, "hash": file_hash or short_hash(network_path), **state}
     with atomic_path(target) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target

@@ -1,20 +1,22 @@
 """The plan of a training run: every check that can fail, done before anything is written
 (options, schedules, template, dataset, the network against the model, batch sizes, where
-the run resumes from)."""
+the run resumes from, which run folder it goes to, whether its outputs can be written)."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import attention
-from ..errors import HypernetConfigError, HypernetError
+from ..errors import HypernetConfigError, HypernetError, HypernetFileError
+from ..fileio import short_hash
 from ..network import Hypernetwork
-from . import checkpoints, dataset as data, prompts, randomness, run_files
+from . import checkpoints, dataset as data, prompts, randomness, run_files, run_folder
 from .config import TrainingConfig
 from .schedule import Schedule, parse_schedule
 
@@ -57,6 +59,9 @@ class Plan:
     optimizer_name: str = OPTIMIZER
     scaler_state: dict | None = None
     skipped_steps: int = 0
+    command: dict = field(default_factory=dict)  # what makes a re-run "the same command" (run_folder)
+    settings_file: Path | None = None  # an unfinished segment's settings, restarted from its own start
+    final_save_pending: bool = False  # finished, but the output does not hold the final network yet
 
     @property
     def global_batch(self) -> int:
@@ -100,6 +105,38 @@ def _default_run_dir(config: TrainingConfig, name: str, resume: checkpoints.Resu
         if resume.path.parent.name == "hypernetworks" and (resume.path.parent.parent / run_files.SETTINGS_NAME).exists():
             return resume.path.parent.parent
     return Path(config.log_dir) / datetime.date.today().isoformat() / name
+
+
+def _command(config: TrainingConfig, network: Hypernetwork, output: Path | None, resume) -> dict:
+    source = network.source_path
+    command = {"config": config.to_json(), "output": str(output) if output else None,
+               "source": short_hash(source) if source is not None and Path(source).is_file() else None,
+               "resume": str(Path(resume).resolve()) if resume is not None else None}
+    return json.loads(json.dumps(command, default=str))
+
+
+def _holds(output: Path, point: checkpoints.ResumePoint) -> bool:
+    """Whether `output` already is the network of `point` (its final save happened)."""
+    from ..formats import load
+
+    if output.exists() and output.resolve() == point.path.resolve():
+        return True
+    try:
+        saved = load(output)
+    except (HypernetError, OSError):
+        return False
+    mine, theirs = point.network.state_dict(), saved.state_dict()
+    return saved.step == point.network.step and mine.keys() == theirs.keys() and all(
+        torch.equal(mine[key], theirs[key]) for key in mine)
+
+
+def _check_outputs(run_dir: Path, output: Path | None) -> None:
+    """Every place the run writes, checked before its first step (not after the last)."""
+    run_folder.check_writable(run_dir, f"the run folder {run_dir}")
+    if output is not None:
+        if output.is_dir():
+            raise HypernetFileError(output, "is a folder; the output must be a file path")
+        run_folder.check_writable(output.parent, f"the output file {output}")
 
 
 def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulation, processes, size) -> dict:
@@ -180,12 +217,31 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
     elif network.source_path is not None and Path(network.source_path).exists() and network.step > 0:
         resume_point = checkpoints.read_resume_point(network.source_path, network=network)
     start_step = int(resume_point.network.step if resume_point is not None else network.step)
+
+    # where the run goes: the unfinished run of this same command is continued; no run's files are overwritten
+    if output is None and network.source_path is not None:
+        output = network.source_path
+    output = Path(output) if output is not None else None
+    command = _command(config, network, output, resume)
+    search = run_folder.other_runs(config.log_dir, name) if config.run_dir is None and resume is None else ()
+    placement = run_folder.place(_default_run_dir(config, name, resume_point), name, start_step, command, resume, search)
+    messages.extend(placement.messages)
+    if placement.continue_from is not None:
+        resume = placement.continue_from
+        resume_point = checkpoints.read_resume_point(resume)
+        _check_resumable(network, resume_point.network, resume)
+        start_step = int(resume_point.network.step)
     state = resume_point.state if resume_point else None
     if resume_point is not None and start_step > 0 and not resume_point.exact:
         messages.append(f"continuing from step {start_step} of {resume_point.path.name}, not exactly as the run that "
                         f"wrote it would have: {'; '.join(resume_point.notes)}")
+    pending = (start_step >= inputs.learning_rate.end_step and output is not None and resume_point is not None
+               and not _holds(output, resume_point))
+    if start_step < inputs.learning_rate.end_step or pending:
+        _check_outputs(placement.run_dir, output)
 
-    seed = config.seed if config.seed is not None else (int(state["seed"]) if state else randomness.new_seed())
+    seed = config.seed if config.seed is not None else (
+        int(state["seed"]) if state else placement.seed if placement.seed is not None else randomness.new_seed())
     learning_rate, clip, lines, sources = inputs.learning_rate, inputs.clip, inputs.template_lines, inputs.sources
 
     widths = attention.attention_widths(pipe.unet)
@@ -238,9 +294,6 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
 
     device = next(pipe.unet.parameters()).device
     autocast, scale_loss = _precision(config, pipe.unet, device)
-    if output is None and network.source_path is not None:
-        output = network.source_path
-    output = Path(output) if output is not None else None
     suffix = output.suffix if output is not None and output.suffix in (".pt", ".safetensors") else ".pt"
     if resume is not None and resume_point.network is not network:
         with torch.no_grad():  # every check passed: take the checkpoint's weights
@@ -256,8 +309,9 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
         gradient_accumulation=accumulation, processes=processes, rank=rank, target_size=target,
         pixel_multiple=scale_factor, device=device, autocast_dtype=autocast, scale_loss=scale_loss,
         checkpointing=config.gradient_checkpointing, output=output,
-        run_dir=_default_run_dir(config, name, resume_point), suffix=suffix, resume=resume_point,
+        run_dir=placement.run_dir, suffix=suffix, resume=resume_point,
         fingerprint=fingerprint, messages=messages, optimizer_state=optimizer_state, optimizer_name=optimizer_name,
-        scaler_state=(state or {}).get("scaler"), skipped_steps=skipped,
+        scaler_state=(state or {}).get("scaler"), skipped_steps=skipped, command=command,
+        settings_file=placement.segment, final_save_pending=pending,
     )
 

@@ -18,6 +18,7 @@ class StopReason(str, enum.Enum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
     NON_FINITE_LOSS = "non-finite loss"
+    NON_FINITE_WEIGHTS = "non-finite weights"  # stopped unsaved: such weights are never written
     ALREADY_FINISHED = "already finished"
 
     def __str__(self) -> str:

@@ -11,8 +11,11 @@
    Checkpoints are atomic and resumable exactly; `stop()` returning True (the CLI's
    first Ctrl-C) ends the run after the current step and saves; a KeyboardInterrupt
    saves too unless it lands inside a weight update; a non-finite loss skips its step
-   and keeps the last good weights. Signals are the caller's: the library installs no
-   handler.
+   and keeps the last good weights; non-finite weights stop the run unsaved. Signals are
+   the caller's: the library installs no handler.
+
+Where the run goes and what it continues is the plan's (`run_folder`): a killed run is
+continued by the same command run again, and no run overwrites another's files.
 
 The pipeline is handed back as it came: requires_grad flags, train/eval modes, devices,
 gradient checkpointing, scheduler and attention processors are restored on exit, even on
@@ -21,7 +24,6 @@ error.
 
 from __future__ import annotations
 
-import datetime
 import sys
 import time
 from typing import Callable
@@ -29,12 +31,14 @@ from typing import Callable
 import torch
 
 from .. import attention
+from ..fileio import kill_point
 from ..network import Hypernetwork
-from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, sharing, text_cache
+from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, run_folder, sharing, text_cache
 from .borrowing import borrowed
 from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
 from .results import StepInfo, StopReason, TrainingResult, describe_result
+from .saving import RunSaving, complete_final_save
 from .step import IMPLEMENTATION_KEYS, OptimizerStep, _optimizer_class, make_optimizer
 
 __all__ = ["train", "prepare", "check_inputs", "borrowed", "make_optimizer", "Plan", "Inputs", "StepInfo",
@@ -53,7 +57,7 @@ def _default_log(message: str) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 
-class _Run(OptimizerStep):
+class _Run(OptimizerStep, RunSaving):
     """One training run's working state; lives for one `train()` call."""
 
     def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step,
@@ -85,37 +89,6 @@ class _Run(OptimizerStep):
             self.log(message)
 
     # -- setup ---------------------------------------------------------------------------
-    def write_settings(self) -> None:
-        plan = self.plan
-        settings = {
-            "name": plan.name,
-            "config": self.config.to_json(),
-            "seed": plan.seed,
-            "start_step": plan.start_step,
-            "end_step": plan.end_step,
-            "batch_size": plan.batch_size,
-            "gradient_accumulation": plan.gradient_accumulation,
-            "processes": plan.processes,
-            "images": len(plan.sources),
-            "size": list(plan.target_size),
-            "steps_per_epoch": plan.steps_per_epoch,
-            "device": str(plan.device),
-            "autocast": str(plan.autocast_dtype).replace("torch.", "") if plan.autocast_dtype else None,
-            "loss_scaling": plan.scale_loss,
-            "network": {"sizes": self.network.sizes, "structure": repr(self.network.structure),
-                        "parameters": self.network.parameter_count()},
-            "model": {"name": getattr(self.model, "name", None), "hash": getattr(self.model, "hash", None)},
-            "output": str(plan.output) if plan.output else None,
-            "resumed_from": str(plan.resume.path) if plan.resume and plan.start_step else None,
-            "fingerprint": plan.fingerprint,
-            "started": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-        }
-        path = plan.run_dir / run_files.SETTINGS_NAME
-        if path.exists():  # a resumed run keeps the first run's settings and adds its own
-            path = plan.run_dir / f"settings-from-{plan.start_step}.json"
-        run_files.write_json(path, settings)
-
     def encode_dataset(self) -> data.Dataset:
         plan, config, pipe = self.plan, self.config, self.pipe
         pipe.vae.to(plan.device)
@@ -127,43 +100,6 @@ class _Run(OptimizerStep):
             for example in encoded.examples:
                 example.line = prompts.pick_line(plan.template_lines, randomness.generator(plan.seed, "template", example.index))
         return encoded
-
-    # -- saving ----------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            "step": self.step,
-            "position": self.position,
-            "seed": self.plan.seed,
-            "skipped_steps": self.result.skipped_steps,
-            "scaler": {k: v for k, v in self.scaler.state_dict().items()} if self.scaler.is_enabled() else None,
-            "fingerprint": self.plan.fingerprint,
-            "run_dir": str(self.plan.run_dir.resolve()),
-            "name": self.plan.name,
-            "saved": datetime.datetime.now().isoformat(timespec="seconds"),
-        }
-
-    def stamp(self) -> None:
-        metadata = self.network.metadata
-        metadata.step = self.step
-        metadata.name = self.plan.name
-        if self.model is not None:
-            metadata.sd_checkpoint = getattr(self.model, "hash", None)
-            metadata.sd_checkpoint_name = getattr(self.model, "name", None)
-
-    def save(self, final: bool = False) -> None:
-        if not self.main:
-            return
-        self.stamp()
-        optimizer = self.optimizer if self.config.save_optimizer_state else None
-        if self.step not in self.saved_steps:
-            path = self.plan.run_dir / "hypernetworks" / checkpoints.checkpoint_name(self.plan.name, self.step, self.plan.suffix)
-            checkpoints.save_checkpoint(self.network, path, optimizer, self.state())
-            self.saved_steps.add(self.step)
-            self.result.checkpoints.append(path)
-        if final and self.plan.output is not None:
-            checkpoints.save_checkpoint(self.network, self.plan.output, optimizer, self.state())
-            self.result.output = self.plan.output
-        run_files.draw_loss_plot(self.loss_log.history, self.plan.run_dir / run_files.PLOT_NAME, title=f"{self.plan.name} loss")
 
     def preview(self) -> None:
         if not self.main:
@@ -247,7 +183,9 @@ class _Run(OptimizerStep):
         self.updating = False
         try:
             with attention.activate(pipe.unet, [(self.shared or network, 1.0)]):
-                while self.step < plan.end_step and not self.stop_agreed():
+                while self.step < plan.end_step and self.result.stop_reason != StopReason.NON_FINITE_WEIGHTS \
+                        and not self.stop_agreed():
+                    kill_point(f"step:{self.step}")
                     learning_rate = plan.learning_rate.rate_at(self.step)
                     for group in self.optimizer.param_groups:
                         group["lr"] = learning_rate
@@ -259,6 +197,9 @@ class _Run(OptimizerStep):
                         if outcome == "scaler-skip":
                             continue
                         bad_in_row += 1
+                        if not checkpoints.finite(network):  # the last update diverged: nothing left to keep
+                            self.refuse_non_finite()
+                            break
                         self.report_non_finite(outcome, learning_rate)
                         if bad_in_row >= config.nonfinite_patience:
                             self.result.stop_reason = StopReason.NON_FINITE_LOSS
@@ -284,8 +225,8 @@ class _Run(OptimizerStep):
         except Exception as error:
             if bar is not None:
                 bar.close()
-            if not self.updating and self.step > self.plan.start_step:
-                self.save()  # a resumable checkpoint of the last complete step; the output file is left alone
+            if not self.updating and self.step > self.plan.start_step and self.rescue():
+                # a resumable checkpoint of the last complete step; the output file is left alone
                 self.say(f"training failed at step {self.step + 1} ({type(error).__name__}: {error}); the last complete "
                          f"step is saved in {self.result.checkpoints[-1]}; resume from it with --resume")
             self.network.eval()
@@ -340,6 +281,7 @@ class _Run(OptimizerStep):
             bar.close()
         if save:
             self.save(final=True)
+            self.mark_ended()
         if self.tensorboard is not None:
             self.tensorboard.close()
         self.network.eval()
@@ -372,6 +314,16 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
         accelerator = Accelerator(cpu=next(pipe.unet.parameters()).device.type == "cpu")
     processes, rank = int(accelerator.num_processes), int(accelerator.process_index)
     plan = prepare(pipe, network, config, output=output, resume=resume, processes=processes, rank=rank, inputs=inputs)
+    if processes > 1:
+        accelerator.wait_for_everyone()  # every process has read the run folder before the first writes
+    if rank == 0:
+        removed = run_folder.remove_stale(plan.run_dir, plan.name, plan.output)
+        if removed:
+            log(f"removed {len(removed)} files left by an interrupted save: {', '.join(p.name for p in removed)}")
+    if plan.finished_already and plan.final_save_pending:
+        for message in plan.messages:
+            log(message)
+        return complete_final_save(plan, network, log, write=rank == 0)
     if plan.finished_already:
         for message in plan.messages:
             log(message)
