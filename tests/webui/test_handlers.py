@@ -155,3 +155,20 @@ def test_thumbnail_route_serves_previews_of_listed_files_only(service):
     assert answer.content[:2] == b"\xff\xd8"
     for kind, name in (("hypernet", "../../etc/passwd"), ("hypernet", "nothing"), ("lora", "water"), ("x", "water")):
         assert client.get("/webui/thumbnail", params={"kind": kind, "name": name}).status_code == 404
+
+
+def test_card_training_settings_come_from_the_newest_run_folder_of_any_number(service):
+    """A second run of one network goes to NAME-2 (training never overwrites a run); the
+    card shows the newest run's settings, wherever it went."""
+    import json
+    import os
+
+    root = service.paths.training_dir
+    for index, folder in enumerate(["2026-11-29/mine", "2026-11-30/mine-2", "2026-11-30/other"]):
+        (root / folder).mkdir(parents=True)
+        settings = root / folder / "settings.json"
+        settings.write_text(json.dumps({"run": folder}), encoding="utf-8")
+        os.utime(settings, (1_000_000 + index, 1_000_000 + index))
+        os.utime(root / folder, (1_000_000 + index, 1_000_000 + index))
+    assert networks.training_settings(service, "mine") == {"run": "2026-11-30/mine-2"}
+    assert networks.training_settings(service, "nothing") is None

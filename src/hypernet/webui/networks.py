@@ -51,8 +51,10 @@ def strength_label(selected) -> str:
 
 def training_settings(service, name: str) -> dict | None:
     """The newest run's settings.json for a network, from the training folder."""
+    from ..training.run_folder import other_runs
+
     root = Path(service.paths.training_dir)
-    found = [p for p in root.glob(f"*/{name}/settings*.json")] if root.is_dir() else []
+    found = [p for folder in other_runs(root, name) for p in folder.glob("settings*.json")] if root.is_dir() else []
     if not found:
         return None
     newest = max(found, key=lambda p: p.stat().st_mtime)
