@@ -13,7 +13,10 @@ the attention (SDPA, xformers, a LoRA-patched `to_k`, IP-Adapter) therefore keep
 unchanged: the wrapper takes the keyword arguments its base takes, and an `nn.Module`
 base (IP-Adapter's) keeps its weights registered under the same state-dict keys.
 The cross-attention context is the same tensor at every denoising step and in every
-layer, so its hypernetwork output is computed once per activation and reused.
+layer, so its hypernetwork output is computed once per activation and reused. In
+self-attention, a chain that is affine for the layer's width (linear activation, no
+LayerNorm) is folded into `to_k`/`to_v` instead (`hypernet.folding`), so it costs nothing
+per step; `activate(..., fold=False)` keeps the exact MLP path.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Iterable
 import torch
 
 from .errors import HypernetError
+from .folding import Folds
 from .network import Hypernetwork, apply_chain
 
 Chain = tuple  # tuple[tuple[Hypernetwork, float], ...]
@@ -38,11 +42,20 @@ class ActiveChain:
 
     networks: Chain = ()
     cache_context: bool = True
+    fold: bool = True  # affine chains folded into to_k/to_v of self-attention (hypernet.folding)
+    folds: Folds = field(default_factory=Folds)
     _context_cache: dict = field(default_factory=dict)
 
-    def set(self, networks: Chain) -> None:
+    def set(self, networks: Chain, fold: bool | None = None) -> None:
         self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
+        if fold is not None:
+            self.fold = fold
         self._context_cache.clear()
+        self.folds.reset()
+
+    def folded_weights(self, attention):
+        """(W_k, b_k, W_v, b_v) with the chain folded in, or None (run the MLPs)."""
+        return self.folds.weights(attention, self.networks) if self.fold else None
 
     def key_value_inputs(self, context: torch.Tensor, constant: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(key input, value input) for `context`; `constant` inputs (the text context)
@@ -65,6 +78,9 @@ class _KeyValueView:
         self._chain = chain
         self._constant = constant_context
         self._last = None
+        # The text context's chain output is computed once per activation (cached), so
+        # only inputs that change every call (self-attention) are worth folding.
+        self._folded = None if constant_context else chain.folded_weights(attention)
 
     def _inputs(self, x):
         if self._last is None or self._last[0] is not x:
@@ -72,9 +88,13 @@ class _KeyValueView:
         return self._last[1]
 
     def to_k(self, x):
+        if self._folded is not None:
+            return torch.nn.functional.linear(x, self._folded[0], self._folded[1])
         return self._attention.to_k(self._inputs(x)[0])
 
     def to_v(self, x):
+        if self._folded is not None:
+            return torch.nn.functional.linear(x, self._folded[2], self._folded[3])
         return self._attention.to_v(self._inputs(x)[1])
 
     def __getattr__(self, name):
@@ -250,15 +270,16 @@ def _move_to(unet, chain: Chain) -> None:
 
 
 @contextlib.contextmanager
-def activate(unet, networks: Iterable):
+def activate(unet, networks: Iterable, fold: bool = True):
     """Apply `networks` (Hypernetworks, or (network, multiplier) pairs, in chain order)
-    to `unet` inside the block; the previous chain is restored on exit."""
+    to `unet` inside the block; the previous chain is restored on exit. `fold=False`
+    runs every hypernetwork MLP as written, never folded (`hypernet.folding`)."""
     chain = install(unet)
     new = _as_chain(networks)
     _move_to(unet, new)
-    previous = chain.networks
-    chain.set(new)
+    previous, previous_fold = chain.networks, chain.fold
+    chain.set(new, fold=fold)
     try:
         yield chain
     finally:
-        chain.set(previous)
+        chain.set(previous, fold=previous_fold)

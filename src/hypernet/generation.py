@@ -135,13 +135,14 @@ class Generator:
     scheduler is swapped per request and restored after it."""
 
     def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
-                 lora_dir=None, embeddings_dir=None):
+                 lora_dir=None, embeddings_dir=None, fold: bool = True):
         from .extra_networks import LoraSet
 
         self.pipe = pipe
         self.library = library
         self.model = model or ModelInfo(name="model")
         self.clip_skip = clip_skip
+        self.fold = fold  # affine hypernetworks folded into to_k/to_v (hypernet.folding)
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
@@ -233,7 +234,7 @@ class Generator:
         results = []
         original_scheduler = self.pipe.scheduler
         try:
-            with attention.activate(self.pipe.unet, chain), self.loras.activate(loras):
+            with attention.activate(self.pipe.unet, chain, fold=self.fold), self.loras.activate(loras):
                 for batch in range(request.batch_count):
                     if control.interrupted:
                         break
