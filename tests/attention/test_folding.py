@@ -1,12 +1,14 @@
-"""Affine hypernetworks folded into to_k/to_v: the same output as running the MLPs, no
-MLP work per step in self-attention, base weights untouched, and every case that must
-not fold (nonlinear widths, LoRA adapters on, gradients on) runs the MLPs."""
+"""Affine hypernetworks folded into the attention weights: the same output as running the
+MLPs, no MLP work and no processor, base weights untouched, a compiled UNet that does not
+recompile, and every case that must not fold (nonlinear widths, LoRA adapters on,
+training) runs the MLPs."""
+
+import copy
 
 import pytest
 import torch
 
 from hypernet import attention
-from hypernet.folding import Folds
 from hypernet.network import Hypernetwork
 
 from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_unet
@@ -56,18 +58,35 @@ def count_mlp_calls(network) -> dict:
     return calls
 
 
-def test_folding_skips_the_self_attention_mlps(unet):
+def test_folding_runs_no_mlp_and_installs_no_processor(unet):
     network = strong(ALL, 1)
     calls = count_mlp_calls(network)
     inputs = unet_inputs()
-    for _ in range(3):  # three "steps" of one activation
-        with attention.activate(unet, [(network, 1.0)]):
+    processors = dict(unet.attn_processors)
+    for _ in range(3):
+        with attention.activate(unet, [(network, 1.0)]) as chain:
+            assert chain is None
             run(unet, inputs)
-    assert calls[SELF_SIZES[0]] == calls[SELF_SIZES[1]] == 0
-    assert calls[TEXT_WIDTH] > 0  # the text context still goes through its (cached) MLPs
+    assert set(calls.values()) == {0}
+    assert unet.attn_processors == processors  # the very same processor objects
     with attention.activate(unet, [(network, 1.0)], fold=False):
         run(unet, inputs)
-    assert calls[SELF_SIZES[0]] > 0 and calls[SELF_SIZES[1]] > 0
+    assert all(count > 0 for count in calls.values())
+
+
+def test_nested_activation_replaces_the_outer_fold(unet):
+    a, b = strong(ALL, 1), strong(ALL, 2)
+    inputs = unet_inputs()
+    only_b = outputs(unet, [(b, 0.5)], inputs, False)
+    only_a = outputs(unet, [(a, 1.0)], inputs, False)
+    plain = run(unet, inputs)
+    with attention.activate(unet, [(a, 1.0)]):
+        with attention.activate(unet, [(b, 0.5)]):
+            torch.testing.assert_close(run(unet, inputs), only_b, rtol=0, atol=2e-5)
+        with attention.activate(unet, [(relu_network(ALL, 3), 0.0)]):
+            assert torch.equal(run(unet, inputs), plain)
+        torch.testing.assert_close(run(unet, inputs), only_a, rtol=0, atol=2e-5)
+    assert torch.equal(run(unet, inputs), plain)
 
 
 def test_zero_multiplier_is_bit_identical_and_base_weights_untouched(unet):
@@ -100,54 +119,73 @@ def test_a_network_changed_in_place_is_folded_again(unet):
                                outputs(unet, [(network, 1.0)], inputs, False), rtol=0, atol=5e-5)
 
 
-def test_gradients_on_never_fold(unet):
+def test_a_network_in_training_mode_never_folds(unet):
     """Training takes gradients through the MLPs: folding would cut them off."""
-    network = strong(ALL, 1)
+    network = strong(ALL, 1).train()
     sample, timestep, context = unet_inputs()
     with torch.enable_grad(), attention.activate(unet, [(network, 1.0)]):
         unet(sample, timestep, context).sample.square().mean().backward()
-    for size in SELF_SIZES:
+    for size in ALL:
         gradient = network.pair(size)[0].linear[0].weight.grad
         assert gradient is not None and gradient.abs().sum() > 0
 
 
 def test_lora_adapters_are_never_bypassed(unet):
-    """A PEFT LoRA on to_k/to_v: while it is on, the MLPs run (a fold made without it must
-    not be reused); while it is off, the base projection folds again."""
+    """A PEFT LoRA on to_k/to_v: while it is on, those layers run the MLPs; while it is
+    off, the base projection folds."""
     from peft import LoraConfig
 
     network = strong(ALL, 1)
     inputs = unet_inputs()
-    outputs(unet, [(network, 1.0)], inputs, True)  # a fold made before the adapter exists
     unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_v"], init_lora_weights=False))
     for enabled in (True, False, True):
         unet.enable_adapters() if enabled else unet.disable_adapters()
         exact = outputs(unet, [(network, 1.0)], inputs, False)
-        torch.testing.assert_close(outputs(unet, [(network, 1.0)], inputs, True), exact, rtol=0, atol=2e-5)
-
-
-class FakeAttention(torch.nn.Module):
-    def __init__(self, width, dtype):
-        super().__init__()
-        self.to_k = torch.nn.Linear(width, 2 * width, bias=False, dtype=dtype)
-        self.to_v = torch.nn.Linear(width, 2 * width, bias=True, dtype=dtype)
+        with attention.activate(unet, [(network, 1.0)]) as chain:
+            folded = run(unet, inputs)
+            assert (chain is not None and not chain.folded) if enabled else (chain is None or chain.folded)
+        torch.testing.assert_close(folded, exact, rtol=0, atol=2e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_folded_weights_match_the_composition_in_the_projection_dtype(dtype):
+def test_folded_tensors_match_the_layer_with_the_mlps(dtype):
+    """The key offset is dropped (softmax ignores it), the value offset moves into the
+    output bias: the attention output is the same."""
+    from diffusers.models.attention_processor import Attention
+
     width = 16
     network = strong([width], 4)
-    layer = FakeAttention(width, dtype)
-    x = torch.randn(5, width)
+    layer = Attention(width, heads=2, dim_head=8).to(dtype)
+    x = torch.randn(1, 6, width).to(dtype)
     with torch.no_grad():
-        weight_k, bias_k, weight_v, bias_v = Folds().weights(layer, [(network, 0.8)])
-        assert weight_k.dtype == dtype and bias_k.dtype == dtype
-        key_input, value_input = network(x, 0.8)
-        expected_k = key_input @ layer.to_k.weight.float().T
-        expected_v = value_input @ layer.to_v.weight.float().T + layer.to_v.bias.float()
-    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    torch.testing.assert_close(x @ weight_k.float().T + bias_k.float(), expected_k, rtol=tolerance, atol=tolerance)
-    torch.testing.assert_close(x @ weight_v.float().T + bias_v.float(), expected_v, rtol=tolerance, atol=tolerance)
+        chain = attention.ActiveChain(networks=((network, 0.8),))
+        exact = attention.HypernetworkProcessor(layer.processor, chain)(layer, x).float()
+        with attention.activate(layer, [(network, 0.8)]) as chain:
+            assert chain is None and layer.to_k.weight.dtype == dtype
+            folded = layer(x).float()
+    tolerance = 2e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(folded, exact, rtol=tolerance, atol=tolerance)
+
+
+def test_torch_compile_sees_only_weights_change(unet):
+    """Switching among three networks and five multipliers of one structure: one graph,
+    no recompilation, no graph break, the eager result."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    networks = [strong(ALL, seed) for seed in (1, 2, 3)]
+    reference = copy.deepcopy(unet)  # the MLP path installs processors: not on the compiled UNet
+    compiled = torch.compile(unet, backend="eager")
+    inputs = unet_inputs(batch=1)
+    for network in networks:
+        for multiplier in (1.0, 0.75, 0.5, 0.25, -0.5):
+            with torch.no_grad(), attention.activate(unet, [(network, multiplier)]):
+                result = compiled(*inputs).sample
+            torch.testing.assert_close(result, outputs(reference, [(network, multiplier)], inputs, False), rtol=0, atol=2e-5)
+    assert counters["frames"]["total"] == 1
+    assert sum(counters["graph_break"].values()) == 0
+    torch._dynamo.reset()
 
 
 def test_affine_of_a_layer_norm_or_relu_network_is_none():
