@@ -1,12 +1,16 @@
 """What a hypernetwork costs during generation, measured in one run on one pipeline.
 
-SD 1.5 architecture (random weights: speed does not depend on them), a 1-2-1 hypernetwork
-with sizes 768/320/640/1280 (the webui default). Reports the per-image time with and
-without the hypernetwork (interleaved runs, medians), the FLOP share the hypernetwork
-adds to a UNet forward (torch's FLOP counter), the acceptance bound 1 + share + 0.02, and
-the time to switch network or multiplier between two generations.
+For the SD 1.5 architecture (random weights: speed does not depend on them) with a 1-2-1
+network on sizes 768/320/640/1280 (the webui default), linear and relu, and for the
+embedded toy model with the packaged `water` network: the per-image time without a
+hypernetwork, with it folded into the attention weights (the default for linear
+networks), and with the MLPs run as written (`fold=False`), interleaved, medians; the
+FLOP share the MLPs add to a UNet forward; the time to switch network or multiplier; the
+first fold of a network (the multiplier-free products, once per network and model).
+With `--compile`, the same with the UNet under `torch.compile` (inductor), counting
+recompilations across network and multiplier switches.
 
-    python benchmarks/generation_overhead.py [--size 256] [--steps 4] [--repeats 3]
+    python benchmarks/generation_overhead.py [--size 128] [--steps 3] [--repeats 3] [--compile]
 """
 
 import argparse
@@ -18,13 +22,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import machine, median
 
 from hypernet import attention
+from hypernet.folding import FoldCache
 from hypernet.generation import Generator, ModelInfo, Request
 from hypernet.models.checkpoint import pipeline_from_config
 from hypernet.network import Hypernetwork
 
 
 class FixedLibrary:
-    """Two networks by name, already loaded (a switch never reads a file)."""
+    """Networks by name, already loaded (a switch never reads a file)."""
 
     def __init__(self, networks):
         self.networks = networks
@@ -33,71 +38,157 @@ class FixedLibrary:
         return self.networks[name]
 
 
-def unet_flops(pipe, size: int, chain) -> int:
+def unet_flops(pipe, size: int, chain, context_width: int) -> int:
     latent = size // pipe.vae_scale_factor
     sample = torch.randn(2, 4, latent, latent)
-    context = torch.randn(2, 77, 768)
-    with torch.no_grad(), attention.activate(pipe.unet, chain):
+    context = torch.randn(2, 77, context_width)
+    with torch.no_grad(), attention.activate(pipe.unet, chain, fold=False):
         pipe.unet(sample, 500, context)  # the text context's hypernetwork output is cached from here on
         with FlopCounterMode(display=False) as counter:
             pipe.unet(sample, 500, context)
     return counter.get_total_flops()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--family", default="sd15")
-    args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    print("building the pipeline...", flush=True)
-    pipe = pipeline_from_config(args.family)
-    sizes = [768, 320, 640, 1280] if args.family == "sd15" else [1024, 320, 640, 1280]
-    one = Hypernetwork.create(sizes=sizes, generator_seed=1, name="one")
-    two = Hypernetwork.create(sizes=sizes, generator_seed=2, name="two")
-    generator = Generator(pipe, library=FixedLibrary({"one": one, "two": two}), model=ModelInfo("sd15-random"))
+def timed(generator: Generator, prompt: str, size: int, steps: int, fold: bool = True) -> float:
+    generator.fold = fold
+    request = Request(prompt=prompt, steps=steps, seed=1, width=size, height=size, sampler="Euler a")
+    start = time.perf_counter()
+    generator.generate(request, progress=False)
+    return time.perf_counter() - start
 
-    base_flops = unet_flops(pipe, args.size, [])
-    hn_flops = unet_flops(pipe, args.size, [(one, 1.0)])
-    share = (hn_flops - base_flops) / base_flops
 
-    def run(prompt):
-        request = Request(prompt=prompt, steps=args.steps, seed=1, width=args.size, height=args.size, sampler="Euler a")
-        start = time.perf_counter()
-        generator.generate(request, progress=False)
-        return time.perf_counter() - start
+def compare(generator, tag: str, size: int, steps: int, repeats: int) -> dict:
+    """Interleaved plain / folded / MLP runs of one prompt; medians."""
+    prompt = "a red circle on a blue background"
+    for fold in (True, False):
+        timed(generator, f"{prompt} {tag}", size, steps, fold)  # warm-up (and the first fold)
+    timed(generator, prompt, size, steps)
+    runs = {"plain": [], "folded": [], "mlp": []}
+    for _ in range(repeats):
+        runs["plain"].append(timed(generator, prompt, size, steps))
+        runs["folded"].append(timed(generator, f"{prompt} {tag}", size, steps, True))
+        runs["mlp"].append(timed(generator, f"{prompt} {tag}", size, steps, False))
+    generator.fold = True
+    return {name: median(values) for name, values in runs.items()}
 
-    print("measuring...", flush=True)
-    run("warm up")
-    run("warm up <hypernet:one:1>")
-    plain, with_hn = [], []
-    for _ in range(args.repeats):
-        plain.append(run("a photo of a cat"))
-        with_hn.append(run("a photo of a cat <hypernet:one:1>"))
-    ratio = median(with_hn) / median(plain)
 
-    # switching: what happens between two generations when only the tags change
-    switch_times = []
-    for prompt in ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"] * 5:
+def switch_ms(generator, pipe, prompts) -> float:
+    worst = 0.0
+    for prompt in prompts * 5:
         start = time.perf_counter()
         _, _, named, _ = generator.resolve_networks(prompt)
-        with attention.activate(pipe.unet, [(n, m) for _, n, m in named]):
+        with attention.activate(pipe.unet, [(n, m) for _, n, m in named], cache=generator._fold_cache):
             pass
-        switch_times.append(time.perf_counter() - start)
+        worst = max(worst, time.perf_counter() - start)
+    return worst * 1000
 
-    print(f"Machine: {machine()}\n")
-    print(f"{args.family} architecture, {args.size}x{args.size}, {args.steps} steps Euler a, CFG (batch 2 through the UNet), batch 1, fp32\n")
+
+def first_fold_ms(pipe, network) -> float:
+    start = time.perf_counter()
+    with torch.no_grad(), attention.activate(pipe.unet, [(network, 1.0)], cache=FoldCache()):
+        pass
+    return (time.perf_counter() - start) * 1000
+
+
+def max_difference(pipe, network, size: int, context_width: int) -> float:
+    latent = size // pipe.vae_scale_factor
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, 4, latent, latent, generator=generator)
+    context = torch.randn(2, 77, context_width, generator=generator)
+    with torch.no_grad():
+        outputs = []
+        for fold in (True, False):
+            with attention.activate(pipe.unet, [(network, 1.0)], fold=fold):
+                outputs.append(pipe.unet(sample, 500, context).sample)
+    return (outputs[0] - outputs[1]).abs().max().item()
+
+
+def sd15_rows(args) -> list[str]:
+    print("building the SD 1.5 architecture...", flush=True)
+    pipe = pipeline_from_config("sd15")
+    sizes = [768, 320, 640, 1280]
+    networks = {
+        "one": Hypernetwork.create(sizes=sizes, generator_seed=1, name="one", weight_init="XavierNormal"),
+        "two": Hypernetwork.create(sizes=sizes, generator_seed=2, name="two", weight_init="XavierNormal"),
+        "relu": Hypernetwork.create(sizes=sizes, generator_seed=3, name="relu", activation="relu", weight_init="XavierNormal"),
+    }
+    generator = Generator(pipe, library=FixedLibrary(networks), model=ModelInfo("sd15-random"))
+    base = unet_flops(pipe, args.size, [], 768)
+    share = (unet_flops(pipe, args.size, [(networks["one"], 1.0)], 768) - base) / base
+    rows = [f"| first fold of a network (ms, products W·A for every attention layer) | {first_fold_ms(pipe, networks['two']):.0f} |",
+            f"| max abs difference folded vs MLP, UNet output (1-2-1 linear, Xavier init) | {max_difference(pipe, networks['one'], args.size, 768):.2e} |"]
+    for name, label in (("one", "linear"), ("relu", "relu")):
+        print(f"measuring {label}...", flush=True)
+        times = compare(generator, f"<hypernet:{name}:1>", args.size, args.steps, args.repeats)
+        rows += [
+            f"| {label}: per image, no hypernetwork (s) | {times['plain']:.2f} |",
+            f"| {label}: per image, folded (default) (s) | {times['folded']:.2f} |" if label == "linear" else
+            f"| {label}: per image, default (relu cannot fold: MLPs) (s) | {times['folded']:.2f} |",
+            f"| {label}: per image, MLPs (`--no-fold`) (s) | {times['mlp']:.2f} |",
+            f"| {label}: time ratio default / none | **{times['folded'] / times['plain']:.3f}** |",
+            f"| {label}: time ratio MLPs / none | {times['mlp'] / times['plain']:.3f} |",
+        ]
+    rows.append(f"| FLOP share the MLPs add to a UNet forward | {share:.2%} (relu bound 1 + share + 0.02 = {1 + share + 0.02:.3f}) |")
+    prompts = ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"]
+    rows.append(f"| switch network or multiplier between generations (ms, max of 20; folds cached) | {switch_ms(generator, pipe, prompts):.1f} |")
+    if args.compile:
+        rows += compiled_rows(pipe, generator, networks, args)
+    return rows
+
+
+def compiled_rows(pipe, generator, networks, args) -> list[str]:
+    from torch._dynamo.utils import counters
+
+    print("compiling (inductor)...", flush=True)
+    pipe.unet = torch.compile(pipe.unet)
+    generator.pipe = pipe
+    prompt = "a red circle on a blue background"
+    timed(generator, prompt, args.size, args.steps)
+    timed(generator, f"{prompt} <hypernet:one:1>", args.size, args.steps)
+    frames = counters["frames"]["total"]
+    plain, folded = [], []
+    for _ in range(args.repeats):
+        plain.append(timed(generator, prompt, args.size, args.steps))
+        folded.append(timed(generator, f"{prompt} <hypernet:one:1>", args.size, args.steps))
+    for name in ("two", "one"):
+        for multiplier in (0.25, 0.5, 0.75, 1.0, 1.25):
+            timed(generator, f"{prompt} <hypernet:{name}:{multiplier}>", args.size, 1)
+    recompiles = counters["frames"]["total"] - frames
+    return [f"| compiled: per image, no hypernetwork (s) | {median(plain):.2f} |",
+            f"| compiled: per image, linear folded (s) | {median(folded):.2f} |",
+            f"| compiled: time ratio | **{median(folded) / median(plain):.3f}** |",
+            f"| compiled: recompilations across 2 networks × 5 multipliers | **{recompiles}** |"]
+
+
+def toy_rows(args) -> list[str]:
+    from hypernet.cli.defaults import toy_model_loader
+    from hypernet.loading import load_generator
+
+    print("measuring the toy model with water...", flush=True)
+    generator = load_generator(None, hypernet_dir="models/hypernetworks", progress=False, default_model=toy_model_loader())
+    size = generator.native_size
+    times = compare(generator, "<hypernet:water:1>", size, 20, args.repeats * 3)
+    _, _, named, _ = generator.resolve_networks("x <hypernet:water:1>")
+    water = named[0][1]
+    return [f"| toy + water (20 steps, {size}²): per image, none / folded / MLPs (s) | {times['plain']:.3f} / {times['folded']:.3f} / {times['mlp']:.3f} |",
+            f"| toy + water: time ratio folded / none | **{times['folded'] / times['plain']:.3f}** (MLPs: {times['mlp'] / times['plain']:.3f}) |",
+            f"| toy + water: max abs difference folded vs MLP, UNet output | {max_difference(generator.pipe, water, size, generator.pipe.text_encoder.config.hidden_size):.2e} |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure under torch.compile (needs a C++ compiler)")
+    parser.add_argument("--skip-sd15", action="store_true")
+    args = parser.parse_args()
+    rows = toy_rows(args) + ([] if args.skip_sd15 else sd15_rows(args))
+    print(f"\nMachine: {machine()}\n")
+    print(f"SD 1.5 architecture: {args.size}×{args.size}, {args.steps} steps Euler a, CFG (batch 2 through the UNet), batch 1, fp32\n")
     print("| measure | value |")
     print("|---|---|")
-    print(f"| per image, no hypernetwork (s, median of {args.repeats}) | {median(plain):.2f} |")
-    print(f"| per image, 1-2-1 hypernetwork 768/320/640/1280 (s) | {median(with_hn):.2f} |")
-    print(f"| time ratio with / without | {ratio:.3f} |")
-    print(f"| FLOP share the hypernetwork adds to a UNet forward | {share:.3%} |")
-    print(f"| bound 1 + share + 0.02 | {1 + share + 0.02:.3f} |")
-    print(f"| within bound | {'yes' if ratio <= 1 + share + 0.02 else 'NO'} |")
-    print(f"| switch network or multiplier between generations (ms, max of {len(switch_times)}) | {max(switch_times) * 1000:.2f} |")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ unchanged: the wrapper takes the keyword arguments its base takes, and an `nn.Mo
 base (IP-Adapter's) keeps its weights registered under the same state-dict keys.
 The cross-attention context is the same tensor at every denoising step and in every
 layer, so its hypernetwork output is computed once per activation and reused.
+
+Where a chain is affine (linear activation, no LayerNorm: most files), `activate` folds
+it into the layer's weights instead (`hypernet.folding`): no MLP runs per step, and when
+every reached layer folds no processor is installed at all, so a `torch.compile`d UNet
+runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Iterable
 
 import torch
 
+from . import folding
 from .errors import HypernetError
 from .network import Hypernetwork, apply_chain
 
@@ -38,10 +44,12 @@ class ActiveChain:
 
     networks: Chain = ()
     cache_context: bool = True
+    folded: frozenset = frozenset()  # ids of attention modules whose weights carry the chain
     _context_cache: dict = field(default_factory=dict)
 
-    def set(self, networks: Chain) -> None:
+    def set(self, networks: Chain, folded: Iterable[int] = ()) -> None:
         self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
+        self.folded = frozenset(folded)
         self._context_cache.clear()
 
     def key_value_inputs(self, context: torch.Tensor, constant: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +106,7 @@ class HypernetworkProcessor:
         _bind(self, base, chain)
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        if self.chain.networks:
+        if self.chain.networks and id(attn) not in self.chain.folded:
             context = kwargs.get("encoder_hidden_states", args[0] if args else None)
             attn = _KeyValueView(attn, self.chain, constant_context=context is not None)
         return self.base(attn, hidden_states, *args, **kwargs)
@@ -200,6 +208,8 @@ def attention_widths(unet) -> list[int]:
 
 def installed_chain(unet) -> ActiveChain | None:
     """The chain object of an installed UNet, or None when not installed."""
+    if not hasattr(unet, "attn_processors"):
+        return None
     for processor in _processors(unet).values():
         if isinstance(processor, HypernetworkProcessor):
             return processor.chain
@@ -249,16 +259,42 @@ def _move_to(unet, chain: Chain) -> None:
             network.to(device=device, dtype=torch.float32)  # MLPs always compute in fp32
 
 
+def _suspend_folds(unet, swapped: list) -> None:
+    """Put the original weights back for the inner activation (an outer one's folds)."""
+    for module in unet.modules():
+        if isinstance(module, torch.nn.Linear):
+            for name, parameter in list(module._parameters.items()):
+                if isinstance(parameter, folding.FoldedWeight):
+                    swapped.append((module, name, parameter))
+                    module._parameters[name] = parameter.base
+
+
 @contextlib.contextmanager
-def activate(unet, networks: Iterable):
+def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCache | None = None):
     """Apply `networks` (Hypernetworks, or (network, multiplier) pairs, in chain order)
-    to `unet` inside the block; the previous chain is restored on exit."""
-    chain = install(unet)
-    new = _as_chain(networks)
+    to `unet` inside the block; the previous chain is restored on exit, even on error.
+
+    Affine chains are folded into the attention weights (`hypernet.folding`; `fold=False`
+    runs the MLPs instead); pass a long-lived `cache` to reuse the multiplier-free
+    products between activations. Processors are installed only where a layer needs the
+    MLP path. Yields the processors' `ActiveChain`, or None when none is installed."""
+    new = tuple((n, m) for n, m in _as_chain(networks) if m != 0.0)
     _move_to(unet, new)
-    previous = chain.networks
-    chain.set(new)
+    swapped: list = []
+    folded: set[int] = set()
+    _suspend_folds(unet, swapped)  # an outer activation's folds are not this chain
+    if new and fold:
+        folds, folded = folding.apply_folds(unet, new, cache or folding.FoldCache())
+        swapped += folds
+    chain = installed_chain(unet)
+    if chain is None and new and folding.needs_mlp_path(unet, new, folded):
+        chain = install(unet)
+    previous = (chain.networks, chain.folded) if chain is not None else None
     try:
+        if chain is not None:
+            chain.set(new, folded)
         yield chain
     finally:
-        chain.set(previous)
+        if chain is not None:
+            chain.set(*previous)
+        folding.restore(swapped)

@@ -18,6 +18,7 @@ import torch
 
 from . import attention
 from .errors import HypernetError
+from .folding import FoldCache
 from .network import Hypernetwork
 from .samplers import DEFAULT_SAMPLER, make_scheduler, split_name
 
@@ -129,26 +130,28 @@ class ModelInfo:
 class Generator:
     """Generates images with a loaded pipeline; hypernetworks come from `library`.
 
-    For its lifetime the generator keeps hypernetwork processors installed on the UNet
-    (inert while no network is active: the UNet computes exactly as before); `close()`
-    (or leaving a `with` block) puts the original processors back. The pipeline's
-    scheduler is swapped per request and restored after it."""
+    Hypernetworks are applied per request: affine ones folded into the attention weights
+    for the request (originals put back after), others through attention processors that
+    are installed on first need and stay (inert while no network is active: the UNet
+    computes exactly as before); `close()` (or leaving a `with` block) puts the original
+    processors back. The pipeline's scheduler is swapped per request and restored after."""
 
     def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
-                 lora_dir=None, embeddings_dir=None):
+                 lora_dir=None, embeddings_dir=None, fold: bool = True):
         from .extra_networks import LoraSet
 
         self.pipe = pipe
         self.library = library
         self.model = model or ModelInfo(name="model")
         self.clip_skip = clip_skip
+        self.fold = fold  # affine hypernetworks folded into the attention weights (hypernet.folding)
+        self._fold_cache = FoldCache()
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
         self._prompt_encoders: dict[int, object] = {}
         self._embeddings = None
         self._installed_here = attention.installed_chain(pipe.unet) is None
-        attention.install(pipe.unet)
 
     def close(self) -> None:
         """Hand the pipeline back: original attention processors (if installed here)."""
@@ -233,7 +236,8 @@ class Generator:
         results = []
         original_scheduler = self.pipe.scheduler
         try:
-            with attention.activate(self.pipe.unet, chain), self.loras.activate(loras):
+            with self.loras.activate(loras), attention.activate(self.pipe.unet, chain, fold=self.fold,
+                                                                            cache=self._fold_cache):
                 for batch in range(request.batch_count):
                     if control.interrupted:
                         break
@@ -241,7 +245,7 @@ class Generator:
                     seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
                     description = f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling"
                     images, steps_done = self._sample(text, negative_text, request, seeds, scheduler, progress,
-                                                      description, control, batch)
+                                                      description, control, batch, chain)
                     for position, (image, seed) in enumerate(zip(images, seeds)):
                         result = self._result(image, seed, request, labels, position, steps_done)
                         results.append(result)
@@ -265,7 +269,7 @@ class Generator:
         return torch.stack(noises)
 
     def _sample(self, text, negative_text, request: Request, seeds, scheduler, progress: bool, description: str,
-                control: Control, batch: int):
+                control: Control, batch: int, chain=()):
         pipe = self.pipe
         device = pipe.unet.device
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
@@ -282,7 +286,7 @@ class Generator:
             nonlocal steps_done
             steps_done = step + 1
             if not torch.isfinite(tensors["latents"]).all():
-                raise NonFiniteError(self._non_finite_message(request, step + 1))
+                raise NonFiniteError(self._non_finite_message(request, step + 1, chain))
             if conditioning.changes and step + 1 < request.steps:
                 next_cond, next_uncond = conditioning(step + 1)
                 tensors["prompt_embeds"] = torch.cat([next_uncond, next_cond]) if request.cfg_scale > 1 else next_cond
@@ -308,9 +312,10 @@ class Generator:
             )
         return output.images, steps_done
 
-    def _non_finite_message(self, request: Request, step: int) -> str:
+    @staticmethod
+    def _non_finite_message(request: Request, step: int, chain) -> str:
         """The webui says "a tensor with all NaNs was produced"; this says what to change."""
-        active = [(network.name, multiplier) for network, multiplier in attention.installed_chain(self.pipe.unet).networks]
+        active = [(network.name, multiplier) for network, multiplier in chain]
         causes = [f"<hypernet:{name}:{multiplier:g}>" for name, multiplier in active if abs(multiplier) > 2]
         if abs(request.cfg_scale) > 30:
             causes.append(f"CFG scale {request.cfg_scale:g}")

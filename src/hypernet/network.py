@@ -196,6 +196,24 @@ class HypernetworkModule(nn.Module):
         return x + y * multiplier
 
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`(A, a)` with `mlp(x) = A x + a` (float64) when the MLP is affine as it runs now:
+        eval mode, no activation, no LayerNorm (dropout is off in eval); else None.
+        The webui's default `linear` networks are affine, so a chain of them folds into
+        the projection that follows (`hypernet.folding`)."""
+        if self.training:
+            return None
+        matrix = vector = None
+        for layer in self.linear:
+            if isinstance(layer, nn.Linear):
+                weight, bias = layer.weight.detach().double(), layer.bias.detach().double()
+                matrix = weight if matrix is None else weight @ matrix
+                vector = bias if vector is None else weight @ vector + bias
+            elif not isinstance(layer, (nn.Dropout, nn.Identity)):
+                return None
+        return matrix, vector
+
+
 class Hypernetwork(nn.Module):
     """Per feature size, a (key-input, value-input) pair of `HypernetworkModule`s."""
 

@@ -83,7 +83,7 @@ def record_layers(unet, networks, inputs):
                     seen.setdefault(name, {})[side] = args[0].clone()
                 handles.append(getattr(module, side).register_forward_hook(hook))
     try:
-        with attention.activate(unet, networks):
+        with attention.activate(unet, networks, fold=False):  # the MLP path: inputs of to_k/to_v change
             run(unet, inputs)
     finally:
         for handle in handles:
@@ -148,13 +148,13 @@ def test_context_hypernetwork_computed_once_per_activation(unet, monkeypatch):
     original = module.forward
     monkeypatch.setattr(module, "forward", lambda x, m=1.0: (calls.append(x.shape), original(x, m))[1])
     inputs = unet_inputs()
-    with attention.activate(unet, [network]):
+    with attention.activate(unet, [network], fold=False):
         first = run(unet, inputs)
         run(unet, inputs)  # a second "step" with the same context
     assert len(calls) == 1
     calls.clear()
     uncached = None
-    with attention.activate(unet, [network]) as chain:
+    with attention.activate(unet, [network], fold=False) as chain:
         chain.cache_context = False
         uncached = run(unet, inputs)
     assert len(calls) == 7  # one per cross-attention layer

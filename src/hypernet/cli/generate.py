@@ -35,6 +35,8 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
     parser.add_argument("--out", default="outputs/txt2img", help="output folder (default outputs/txt2img)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-fold", dest="fold", action="store_false",
+                        help="run linear hypernetworks as MLPs instead of folding them into to_k/to_v (same picture within fp32 rounding)")
 
 
 def register(sub) -> None:
@@ -79,7 +81,7 @@ def run(args) -> int:
         ]
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader())
+                               default_model=toy_model_loader(), fold=args.fold)
     for request in requests:
         results = generator.generate(request, progress=not args.quiet)
         for path, result in zip(save_results(results, args.out), results):

@@ -45,7 +45,7 @@ def run(args) -> int:
                    seed=args.seed, width=width, height=height, sampler=args.sampler, schedule=args.schedule)
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader())
+                               default_model=toy_model_loader(), fold=args.fold)
     image, rows = strength_grid(generator, base, args.hypernet, args.multipliers, args.seeds or [args.seed], prompts,
                                 progress=not args.quiet)
     output = Path(args.output) if args.output else Path(args.out) / f"grid-{args.hypernet.replace('/', '_')}.png"

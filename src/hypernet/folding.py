@@ -1,0 +1,221 @@
+"""Affine hypernetworks folded into the attention weights they feed.
+
+A hypernetwork module with the `linear` activation and no LayerNorm (the webui's default,
+and most files in circulation) is an affine map in eval mode: `x -> x + m (A x + a)`. A
+chain of them is affine too, `x -> M x + c`, so for one attention layer
+
+    keys   = W_k (M_k x + c_k)  ->  (W_k M_k) x + W_k c_k
+    values = W_v (M_v x + c_v) + b_v  ->  (W_v M_v) x + b_v + W_v c_v
+
+The key offset `W_k c_k` adds the same vector to every key, which shifts all of a query's
+attention logits by one number: softmax ignores it, so it is dropped. The value offset
+adds the same vector to every value; attention weights sum to 1, so it reaches the
+output unchanged and moves into the output projection's bias: `b_o + W_o W_v c_v`.
+So a folded layer is the stock layer with three tensors swapped in (`to_k.weight`,
+`to_v.weight`, `to_out[0].bias`) and costs nothing extra per step, in self- and
+cross-attention alike; a compiled UNet sees plain weights change, not new code.
+
+The swapped tensors are new `FoldedWeight` parameters that remember the original; the
+original parameters are put back when the activation ends and never written (the
+model-patcher discipline). A layer is left to the MLP path (the attention processor)
+when its chain is not affine at its width, or its projections are not plain `nn.Linear`
+(an active LoRA adapter, a quantised layer), or it has key normalisation or extra key
+projections (the softmax argument above would not hold). Networks in training mode
+never fold: training needs their gradients.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class FoldedWeight(nn.Parameter):
+    """A weight swapped in for the length of an activation; `base` is the original."""
+
+    base: nn.Parameter
+
+
+def original(parameter: nn.Parameter) -> nn.Parameter:
+    return parameter.base if isinstance(parameter, FoldedWeight) else parameter
+
+
+def plain_projection(module) -> nn.Linear | None:
+    """The `nn.Linear` that computes `module` now: itself, or the base layer of a PEFT
+    LoRA layer whose adapters are off. None when an adapter adds its own term."""
+    if type(module) is nn.Linear:
+        return module
+    base = getattr(module, "base_layer", None)
+    if type(base) is nn.Linear and getattr(module, "disable_adapters", False) and not getattr(module, "merged", False):
+        return base
+    return None
+
+
+@dataclass(frozen=True)
+class FoldableLayer:
+    """The three linears a fold changes in one attention module."""
+
+    attention: nn.Module
+    to_k: nn.Linear
+    to_v: nn.Linear
+    to_out: nn.Linear
+
+    @property
+    def width(self) -> int:
+        return self.to_k.in_features
+
+
+def foldable_layer(attention) -> FoldableLayer | None:
+    to_k, to_v = plain_projection(getattr(attention, "to_k", None)), plain_projection(getattr(attention, "to_v", None))
+    outputs = getattr(attention, "to_out", None)
+    to_out = outputs[0] if isinstance(outputs, nn.ModuleList) and len(outputs) else None
+    if to_k is None or to_v is None or type(to_out) is not nn.Linear or to_out.bias is None:
+        return None
+    if to_v.in_features != to_k.in_features or to_v.out_features != to_out.in_features:
+        return None
+    if any(getattr(attention, name, None) is not None for name in ("norm_k", "norm_added_k", "add_k_proj")):
+        return None
+    return FoldableLayer(attention, to_k, to_v, to_out)
+
+
+def chain_affine(networks, width: int, device) -> tuple | None:
+    """`(M_k, c_k, M_v, c_v)` (float64) of the chain for inputs of `width`, or None when a
+    network that has this width is not affine (or none has it)."""
+    maps = [None, None]  # per branch: (M, c); None = identity so far
+    for network, multiplier in networks:
+        pair = network.pair(width)
+        if pair is None:
+            continue
+        for branch, module in enumerate(pair):
+            parts = module.affine()
+            if parts is None:
+                return None
+            matrix, vector = (part.to(device) for part in parts)
+            step = torch.eye(width, dtype=torch.float64, device=device) + multiplier * matrix
+            if maps[branch] is None:
+                maps[branch] = (step, multiplier * vector)
+            else:
+                previous_matrix, previous_vector = maps[branch]
+                maps[branch] = (step @ previous_matrix, step @ previous_vector + multiplier * vector)
+    return None if maps[0] is None else (*maps[0], *maps[1])
+
+
+def _tensor_key(parameter) -> tuple:
+    return id(parameter), parameter.data_ptr(), parameter._version, parameter.dtype, parameter.device
+
+
+class FoldCache:
+    """Multiplier-free products of networks with the weights they were folded into
+    (`W_k A_k`, `W_v A_v`, `W_o W_v a_v`), so a new multiplier costs additions only.
+    Keyed by the network, the base tensors and the network's in-place-change counters: a
+    network edited or trained after a fold, or a changed base weight, is folded again.
+    Products are kept in the weights' dtype, least recently used first out beyond
+    `limit_bytes` (one SD 1.5 network: about 176 MB in fp32)."""
+
+    def __init__(self, limit_bytes: int = 1 << 30):
+        self.limit_bytes = limit_bytes
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+
+    def products(self, network, layer: FoldableLayer, pair) -> tuple | None:
+        weights = tuple(original(linear.weight) for linear in (layer.to_k, layer.to_v, layer.to_out))
+        key = (network, *(_tensor_key(w) for w in weights), tuple(p._version for p in network.parameters()))
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        parts = [module.affine() for module in pair]
+        if parts[0] is None or parts[1] is None:
+            return None
+        weight_k, weight_v, weight_o = (w.detach().float() for w in weights)
+        (matrix_k, _), (matrix_v, vector_v) = ((m.to(weight_k.device, torch.float32), v.to(weight_k.device, torch.float32))
+                                               for m, v in parts)
+        dtype = weights[0].dtype
+        entry = ((weight_k @ matrix_k).to(dtype), (weight_v @ matrix_v).to(dtype), weight_o @ (weight_v @ vector_v))
+        self._entries[key] = entry
+        self._bytes += sum(t.numel() * t.element_size() for t in entry)
+        while self._bytes > self.limit_bytes and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= sum(t.numel() * t.element_size() for t in evicted)
+        return entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | None:
+    """(to_k weight, to_v weight, to_out bias) with the chain folded in, in the weights'
+    dtype (computed in fp32), or None when the chain does not fold at this layer."""
+    active = [(network, multiplier) for network, multiplier in networks if network.pair(layer.width) is not None]
+    if not active:
+        return None
+    base_k, base_v = original(layer.to_k.weight), original(layer.to_v.weight)
+    base_bias = original(layer.to_out.bias)
+    dtype = base_k.dtype
+    if len(active) == 1:
+        network, multiplier = active[0]
+        products = cache.products(network, layer, network.pair(layer.width))
+        if products is None:
+            return None
+        product_k, product_v, product_bias = products
+        return (torch.add(base_k.detach().float(), product_k.float(), alpha=multiplier).to(dtype),
+                torch.add(base_v.detach().float(), product_v.float(), alpha=multiplier).to(dtype),
+                torch.add(base_bias.detach().float(), product_bias, alpha=multiplier).to(base_bias.dtype))
+    maps = chain_affine(active, layer.width, base_k.device)
+    if maps is None:
+        return None
+    matrix_k, _, matrix_v, vector_v = (part.float() for part in maps)
+    weight_k, weight_v, weight_o = (w.detach().float() for w in (base_k, base_v, original(layer.to_out.weight)))
+    return ((weight_k @ matrix_k).to(dtype), (weight_v @ matrix_v).to(dtype),
+            (base_bias.detach().float() + weight_o @ (weight_v @ vector_v)).to(base_bias.dtype))
+
+
+def _swap(linear: nn.Linear, name: str, tensor: torch.Tensor, restore: list) -> None:
+    current = linear._parameters[name]
+    folded = FoldedWeight(tensor, requires_grad=current.requires_grad)
+    folded.base = original(current)
+    restore.append((linear, name, current))
+    linear._parameters[name] = folded
+
+
+def apply_folds(unet, networks, cache: FoldCache) -> tuple[list, set[int]]:
+    """Swap folded tensors into every attention layer of `unet` where `networks` fold.
+    Returns (what to put back, for `restore`), and the ids of the folded attention
+    modules (their processors must not apply the chain again)."""
+    restore, folded = [], set()
+    if not networks or any(network.training for network, _ in networks):
+        return restore, folded
+    widths = {size for network, _ in networks for size in network.sizes}
+    for module in unet.modules():
+        layer = foldable_layer(module) if hasattr(module, "to_k") else None
+        if layer is None or layer.width not in widths:
+            continue
+        tensors = folded_tensors(layer, networks, cache)
+        if tensors is None:
+            continue
+        _swap(layer.to_k, "weight", tensors[0], restore)
+        _swap(layer.to_v, "weight", tensors[1], restore)
+        _swap(layer.to_out, "bias", tensors[2], restore)
+        folded.add(id(module))
+    return restore, folded
+
+
+def restore(swapped: list) -> None:
+    """Put back what `apply_folds` replaced, last first."""
+    for linear, name, parameter in reversed(swapped):
+        linear._parameters[name] = parameter
+    swapped.clear()
+
+
+def needs_mlp_path(unet, networks, folded: set[int]) -> bool:
+    """Whether some attention layer that a network reaches was not folded."""
+    widths = {size for network, _ in networks for size in network.sizes}
+    for module in unet.modules():
+        to_k = getattr(module, "to_k", None)
+        width = getattr(plain_projection(to_k) or to_k, "in_features", None)
+        if width in widths and id(module) not in folded:
+            return True
+    return False
