@@ -13,18 +13,32 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 COLD_START = r"""
 import time
-started = time.perf_counter()
-from hypernet.toy import evaluate, model
-pipeline = model.load_toy_pipeline()
-loaded = time.perf_counter()
-evaluate.generate(pipeline, ["a red circle on a blue background"], [0], steps=20)
-done = time.perf_counter()
-print(f"{loaded - started:.3f} {done - started:.3f}")
+marks = [time.perf_counter()]
+import torch
+marks.append(time.perf_counter())
+from transformers import CLIPTextModel
+marks.append(time.perf_counter())
+from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+marks.append(time.perf_counter())
+from hypernet.cli import build_parser
+from hypernet.cli.defaults import toy_model_loader
+from hypernet.generation import Request
+from hypernet.loading import load_generator
+build_parser()
+marks.append(time.perf_counter())
+generator = load_generator(None, hypernet_dir="models/hypernetworks", progress=False, default_model=toy_model_loader())
+marks.append(time.perf_counter())
+generator.generate(Request(prompt="a red circle on a blue background", seed=0, steps=20), progress=False)
+marks.append(time.perf_counter())
+print(" ".join(f"{b - a:.3f}" for a, b in zip(marks, marks[1:])))
 """
+PHASES = ("import torch", "import transformers (CLIPTextModel)", "import diffusers (UNet, SD pipeline)",
+          "import hypernet (CLI, loading)", "load the toy model (generator)", "first picture (20 steps)")
 
 
 def machine_name() -> str:
@@ -38,19 +52,20 @@ def machine_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cold_start(repeats: int) -> tuple[float, float, float]:
-    """Median over `repeats` fresh processes of (load seconds, first picture seconds,
-    process wall seconds including interpreter start)."""
-    loads, firsts, walls = [], [], []
+def cold_start(repeats: int) -> tuple[list[float], float]:
+    """Medians over `repeats` fresh processes: the seconds of each of `PHASES`, and the
+    wall time of a whole `hypernet generate` command (interpreter start to exit)."""
+    phases, walls = [], []
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "hypernet", "generate", "a red circle on a blue background", "--seed", "1",
+               "--quiet", "--out", tempfile.mkdtemp()]
     for _ in range(repeats):
-        started = time.perf_counter()
         output = subprocess.run([sys.executable, "-c", COLD_START], capture_output=True, text=True, env=environment, check=True)
+        phases.append([float(value) for value in output.stdout.split()[-len(PHASES):]])
+        started = time.perf_counter()
+        subprocess.run(command, capture_output=True, env=environment, check=True)
         walls.append(time.perf_counter() - started)
-        load, first = (float(value) for value in output.stdout.split()[-2:])
-        loads.append(load)
-        firsts.append(first)
-    return statistics.median(loads), statistics.median(firsts), statistics.median(walls)
+    return [statistics.median(column) for column in zip(*phases)], statistics.median(walls)
 
 
 def warm_seconds_per_picture(scheduler: str, repeats: int, steps: int = 20) -> float:
@@ -78,12 +93,9 @@ def main() -> int:
     import torch
 
     rows = [(f"{name}, 20 steps, batch 1, warm", warm_seconds_per_picture(name, args.repeats)) for name in ("ddim", "euler")]
-    load, first, wall = cold_start(args.cold_repeats)
-    rows += [
-        ("cold start: import + load pipeline", load),
-        ("cold start: import + load + first picture", first),
-        ("cold start: whole process incl. interpreter", wall),
-    ]
+    phases, wall = cold_start(args.cold_repeats)
+    rows += [(f"cold start: {name}", seconds) for name, seconds in zip(PHASES, phases)]
+    rows.append(("cold start: whole `hypernet generate` process (interpreter start to exit)", wall))
     print(f"Machine: {machine_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, fp32")
     print()
     print("| measurement | seconds (median) |")

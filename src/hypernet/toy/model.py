@@ -160,6 +160,9 @@ def make_scheduler(name: str = "ddim"):
 def assemble_pipeline(components: dict):
     """A StableDiffusionPipeline over the given components (no safety checker: the
     toy world has nothing to check)."""
+    from ..quiet import resolve_image_processors_quietly
+
+    resolve_image_processors_quietly()  # before diffusers' pipeline module names them
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline(
@@ -236,7 +239,7 @@ def load_toy_pipeline(dtype: torch.dtype = torch.float32, scheduler: str = "ddim
             module.load_state_dict(load_file(str(path)), strict=True)
         except (OSError, RuntimeError) as error:
             raise HypernetFileError(path, f"cannot load the toy model's weights ({str(error).splitlines()[0]})") from None
-        return module.to(dtype).eval()
+        return torch.nn.Module.to(module, dtype).eval()  # diffusers' own .to() warns about fp32 modules it has none of
 
     unet = weights(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder / "unet"))),
                    folder / "unet" / "diffusion_pytorch_model.safetensors")
