@@ -7,10 +7,11 @@ hypernetwork, with it folded into the attention weights (the default for linear
 networks), and with the MLPs run as written (`fold=False`), interleaved, medians; the
 FLOP share the MLPs add to a UNet forward; the time to switch network or multiplier; the
 first fold of a network (the multiplier-free products, once per network and model).
-With `--compile`, the same with the UNet under `torch.compile` (inductor), counting
+With `--compile`, the toy model's UNet under `torch.compile` (inductor; `--compile-sd15`
+for the SD 1.5 architecture too, minutes on a CPU): plain vs folded, and the number of
 recompilations across network and multiplier switches.
 
-    python benchmarks/generation_overhead.py [--size 128] [--steps 3] [--repeats 3] [--compile]
+    python benchmarks/generation_overhead.py [--size 128] [--steps 3] [--repeats 3] [--compile] [--skip-sd15]
 """
 
 import argparse
@@ -131,33 +132,39 @@ def sd15_rows(args) -> list[str]:
     rows.append(f"| FLOP share the MLPs add to a UNet forward | {share:.2%} (relu bound 1 + share + 0.02 = {1 + share + 0.02:.3f}) |")
     prompts = ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"]
     rows.append(f"| switch network or multiplier between generations (ms, max of 20; folds cached) | {switch_ms(generator, pipe, prompts):.1f} |")
-    if args.compile:
-        rows += compiled_rows(pipe, generator, networks, args)
+    if args.compile_sd15:
+        rows += compiled_rows(generator, ("one", "two"), args.size, args.steps, args.repeats)
     return rows
 
 
-def compiled_rows(pipe, generator, networks, args) -> list[str]:
+def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repeats: int) -> list[str]:
+    """Under torch.compile (inductor): plain vs folded per-image time, and the number of
+    recompilations across two networks × five multipliers."""
     from torch._dynamo.utils import counters
 
     print("compiling (inductor)...", flush=True)
-    pipe.unet = torch.compile(pipe.unet)
-    generator.pipe = pipe
+    pipe = generator.pipe
+    eager_unet = pipe.unet
+    pipe.unet = torch.compile(eager_unet)
     prompt = "a red circle on a blue background"
-    timed(generator, prompt, args.size, args.steps)
-    timed(generator, f"{prompt} <hypernet:one:1>", args.size, args.steps)
-    frames = counters["frames"]["total"]
-    plain, folded = [], []
-    for _ in range(args.repeats):
-        plain.append(timed(generator, prompt, args.size, args.steps))
-        folded.append(timed(generator, f"{prompt} <hypernet:one:1>", args.size, args.steps))
-    for name in ("two", "one"):
-        for multiplier in (0.25, 0.5, 0.75, 1.0, 1.25):
-            timed(generator, f"{prompt} <hypernet:{name}:{multiplier}>", args.size, 1)
-    recompiles = counters["frames"]["total"] - frames
-    return [f"| compiled: per image, no hypernetwork (s) | {median(plain):.2f} |",
-            f"| compiled: per image, linear folded (s) | {median(folded):.2f} |",
+    first, second = names
+    try:
+        timed(generator, prompt, size, steps)
+        timed(generator, f"{prompt} <hypernet:{first}:1>", size, steps)
+        frames = counters["frames"]["total"]
+        plain, folded = [], []
+        for _ in range(repeats):
+            plain.append(timed(generator, prompt, size, steps))
+            folded.append(timed(generator, f"{prompt} <hypernet:{first}:1>", size, steps))
+        for name in (second, first):
+            for multiplier in (0.25, 0.5, 0.75, 1.0, 1.25):
+                timed(generator, f"{prompt} <hypernet:{name}:{multiplier}>", size, 2)
+        recompiles = counters["frames"]["total"] - frames
+    finally:
+        pipe.unet = eager_unet
+    return [f"| compiled: per image, no hypernetwork / {first} folded (s) | {median(plain):.3f} / {median(folded):.3f} |",
             f"| compiled: time ratio | **{median(folded) / median(plain):.3f}** |",
-            f"| compiled: recompilations across 2 networks × 5 multipliers | **{recompiles}** |"]
+            f"| compiled: recompilations across {first}, {second} × 5 multipliers | **{recompiles}** |"]
 
 
 def toy_rows(args) -> list[str]:
@@ -172,7 +179,8 @@ def toy_rows(args) -> list[str]:
     water = named[0][1]
     return [f"| toy + water (20 steps, {size}²): per image, none / folded / MLPs (s) | {times['plain']:.3f} / {times['folded']:.3f} / {times['mlp']:.3f} |",
             f"| toy + water: time ratio folded / none | **{times['folded'] / times['plain']:.3f}** (MLPs: {times['mlp'] / times['plain']:.3f}) |",
-            f"| toy + water: max abs difference folded vs MLP, UNet output | {max_difference(generator.pipe, water, size, generator.pipe.text_encoder.config.hidden_size):.2e} |"]
+            f"| toy + water: max abs difference folded vs MLP, UNet output | {max_difference(generator.pipe, water, size, generator.pipe.text_encoder.config.hidden_size):.2e} |",
+            *(compiled_rows(generator, ("water", "neon"), size, 20, args.repeats * 3) if args.compile else [])]
 
 
 def main() -> None:
@@ -181,7 +189,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure under torch.compile (needs a C++ compiler)")
-    parser.add_argument("--skip-sd15", action="store_true")
+    parser.add_argument("--skip-sd15", action="store_true", help="only the toy model")
+    parser.add_argument("--compile-sd15", action="store_true", help="compile the SD 1.5 UNet too (minutes on a CPU)")
     args = parser.parse_args()
     rows = toy_rows(args) + ([] if args.skip_sd15 else sd15_rows(args))
     print(f"\nMachine: {machine()}\n")
