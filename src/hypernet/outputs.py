@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .fileio import make_folder
 from .generation import Request, Result
 from .samplers import DEFAULT_SAMPLER
 
@@ -15,8 +16,7 @@ def save_results(results: Sequence[Result], folder) -> list[Path]:
     files already in `folder` (never overwriting)."""
     from .infotext import write_png
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     taken = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
     number = max(taken, default=-1) + 1
     paths = []

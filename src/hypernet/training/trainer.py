@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 
 from .. import attention
+from ..fileio import make_folder
 from ..network import Hypernetwork
 from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, sharing, text_cache
 from .borrowing import borrowed
@@ -193,7 +194,7 @@ class _Run(OptimizerStep):
         plan, config, pipe = self.plan, self.config, self.pipe
         started = time.perf_counter()
         if self.main:
-            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(plan.run_dir)
             self.write_settings()
             self.loss_log = run_files.LossLog(plan.run_dir / run_files.CSV_NAME, config.csv_every, plan.steps_per_epoch,
                                            plan.start_step)
