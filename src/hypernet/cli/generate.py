@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+
 from ..errors import HypernetError
 from ..samplers import DEFAULT_SAMPLER
 
@@ -53,8 +57,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..generation import Request
-    from ..outputs import request_from_infotext, save_results
+    from ..generation import Control, Request
+    from ..outputs import ImageWriter, request_from_infotext
     from ..loading import load_generator
     from .defaults import toy_model_loader
 
@@ -77,11 +81,54 @@ def run(args) -> int:
             )
             for prompt in args.prompt
         ]
+    writer = ImageWriter(args.out)  # an output folder that cannot be made fails before the model loads
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
                                default_model=toy_model_loader())
-    for request in requests:
-        results = generator.generate(request, progress=not args.quiet)
-        for path, result in zip(save_results(results, args.out), results):
-            print(f"{path}  seed {result.seed}")
+    control = Control()
+
+    def on_result(result) -> None:  # each image is on disk as soon as it is decoded
+        print(f"{writer.write(result)}  seed {result.seed}", flush=True)
+        control.interrupted = stop.requested  # a first Ctrl-C: no further batch starts
+
+    try:
+        with StopRequests("hypernet generate") as stop:
+            for request in requests:
+                if stop.requested:
+                    break
+                generator.generate(request, progress=not args.quiet, on_result=on_result, control=control)
+    except KeyboardInterrupt:
+        stop.requested = True
+    if stop.requested:
+        count = len(writer.written)
+        print(f"hypernet generate: interrupted; {count} image{'' if count == 1 else 's'} written to {writer.folder}",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+class StopRequests:
+    """Ctrl-C (SIGINT) while inside: the first asks to stop once the image in progress is
+    written (`requested` turns True), a second stops at once (KeyboardInterrupt).
+    Outside the main thread, where no handler can be set, Ctrl-C behaves as usual."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"{self.command}: stopping after the image in progress (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

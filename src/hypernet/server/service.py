@@ -243,14 +243,14 @@ class Service:
 
             context.control.on_step = on_step
             generator.warnings.clear()
-            results = generator.generate(request, progress=False, control=context.control)
+            from ..outputs import ImageWriter
+
+            writer = ImageWriter(folder) if save_images else None  # each image saved as it is decoded
+            results = generator.generate(request, progress=False, control=context.control,
+                                         on_result=writer.write if writer else None)
             generation = Generation(results, request, warnings=[*(warnings or []), *generator.warnings],
                                     interrupted=context.control.interrupted, model=generator.model.name,
-                                    model_hash=generator.model.hash)
-            if save_images and results:
-                from ..outputs import save_results
-
-                generation.saved = save_results(results, folder)
+                                    model_hash=generator.model.hash, saved=writer.written if writer else [])
             return generation
 
         return self.jobs.submit("txt2img", run)
