@@ -15,6 +15,7 @@ import torch
 
 from . import attention
 from .errors import HypernetError
+from .memory import MemoryLimit, check as check_memory
 from .network import Hypernetwork
 from .request import MAX_SEED, SEED_LIMIT, Request  # noqa: F401  (re-exported: part of this module's interface)
 from .samplers import make_scheduler, split_name
@@ -76,16 +77,18 @@ class Generator:
     For its lifetime the generator keeps hypernetwork processors installed on the UNet
     (inert while no network is active: the UNet computes exactly as before); `close()`
     (or leaving a `with` block) puts the original processors back. The pipeline's
-    scheduler is swapped per request and restored after it."""
+    scheduler is swapped per request and restored after it. A request that would need
+    more memory than `memory_limit` allows is refused before anything is allocated."""
 
     def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
-                 lora_dir=None, embeddings_dir=None):
+                 lora_dir=None, embeddings_dir=None, memory_limit: MemoryLimit | None = None):
         from .extra_networks import LoraSet
 
         self.pipe = pipe
         self.library = library
         self.model = model or ModelInfo(name="model")
         self.clip_skip = clip_skip
+        self.memory_limit = memory_limit or MemoryLimit()
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
@@ -169,6 +172,7 @@ class Generator:
         """All images of a request; seeds follow the webui (seed, seed+1, ...).
         With `control`, another thread can follow the steps and interrupt or skip."""
         request = request.validated(self.native_size, max(8, self.pipe.vae_scale_factor))
+        self.check_memory(request)
         text, negative_text, named, loras = self.resolve_networks(request.prompt, request.negative_prompt)
         chain = [(network, multiplier) for _, network, multiplier in named] + list(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
@@ -194,6 +198,13 @@ class Generator:
         finally:
             self.pipe.scheduler = original_scheduler
         return results
+
+    def check_memory(self, request: Request, limit: MemoryLimit | None = None) -> None:
+        """Raise `MemoryLimitError` when `request` would need more memory than `limit`
+        (default: this generator's `memory_limit`) allows."""
+        width = request.width or self.native_size
+        height = request.height or self.native_size
+        check_memory(self.pipe, width, height, request.batch_size, request.cfg_scale, limit or self.memory_limit)
 
     def _noise(self, request: Request, seeds, shape) -> torch.Tensor:
         """Per-image CPU noise: the same seed gives the same image on any device and batch

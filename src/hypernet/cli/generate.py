@@ -21,6 +21,17 @@ def size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def memory_limit(text: str):
+    import argparse
+
+    from ..memory import parse_memory_limit
+
+    try:
+        return parse_memory_limit(text)
+    except HypernetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint (.safetensors/.ckpt) or diffusers folder; default: the embedded toy model")
     parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected model family")
@@ -39,6 +50,9 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
     parser.add_argument("--out", default="outputs/txt2img", help="output folder (default outputs/txt2img)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--max-memory", type=memory_limit, default="auto", metavar="SIZE",
+                        help="refuse requests needing more memory than this: a size (24G, 800M), auto (default: "
+                        "what the device has free) or off")
 
 
 def register(sub) -> None:
@@ -84,7 +98,7 @@ def run(args) -> int:
     writer = ImageWriter(args.out)  # an output folder that cannot be made fails before the model loads
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader())
+                               default_model=toy_model_loader(), memory_limit=args.max_memory)
     control = Control()
 
     def on_result(result) -> None:  # each image is on disk as soon as it is decoded

@@ -48,7 +48,7 @@ def run(args) -> int:
     make_folder(output.parent, for_file=output)  # fails before the model loads, not after the grid is made
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader())
+                               default_model=toy_model_loader(), memory_limit=args.max_memory)
     image, rows = strength_grid(generator, base, args.hypernet, args.multipliers, args.seeds or [args.seed], prompts,
                                 progress=not args.quiet)
     write_png(image, output, rows[0][0].infotext)
