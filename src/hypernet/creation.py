@@ -50,6 +50,5 @@ def create_hypernetwork(name: str, folder, *, sizes: Sequence[int], layer_struct
                                   activation=activation, weight_init=weight_init, layer_norm=layer_norm,
                                   dropout_structure=dropout_structure, activate_output=activate_output,
                                   name=name, optional_info=optional_info, generator_seed=seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save(network, target)
+    save(network, target)  # an atomic write: creates the folder, a failure names the file
     return target, network

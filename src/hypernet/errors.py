@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class HypernetError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -30,3 +32,34 @@ class PromptError(HypernetError):
         self.text = text
         where = f" at position {position}" if position is not None else ""
         super().__init__(f"prompt{where}: {message}")
+
+
+def listing(items, limit: int = 5) -> str:
+    """'a, b, c and 12 more': the first few of many items, so a message stays short."""
+    items = [str(item) for item in items]
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def short_repr(value, limit: int = 120) -> str:
+    """`repr(value)` cut to about `limit` characters, long lists showing their first
+    entries and their length: values read from a file can be any size."""
+    text = _Shortener().repr(value)
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        text += f" ({len(value)} entries)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _int_text(value: int) -> str:
+    # very long integers cannot even be turned into text (Python refuses above 4300 digits)
+    return repr(value) if value.bit_length() < 128 else f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+
+
+class _Shortener(reprlib.Repr):
+    def __init__(self):
+        super().__init__()
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 6
+        self.maxstring = self.maxother = 60
+
+    def repr_int(self, value, level):
+        return _int_text(value)

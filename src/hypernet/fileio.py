@@ -17,21 +17,28 @@ from .errors import HypernetFileError
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ".tmp"):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename,
-    on failure it is removed, so readers only ever see the old or the complete new file."""
+    on failure it is removed, so readers only ever see the old or the complete new file.
+    Every writer goes through here: an `OSError` (no permission, disk full, a file where a
+    folder should be) becomes a `HypernetFileError` naming `path`."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
+    make_folder(target.parent, for_file=target)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+        os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
+    except OSError as error:
+        raise write_error(target, error) from None
     try:
         yield Path(temporary)
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         kill_point(f"write:{target.name}")
         os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise write_error(target, error) from None
         raise
 
 
@@ -46,6 +53,27 @@ def kill_point(moment: str) -> None:
     it does nothing."""
     if os.environ.get(KILL_VARIABLE) == moment:
         os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+def make_folder(folder, for_file=None) -> Path:
+    """Create `folder` (and its parents) if missing; an `OSError` becomes a
+    `HypernetFileError` naming `for_file` (the file about to be written) or the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(for_file or folder, error) from None
+    return folder
+
+
+def write_error(path, error: OSError) -> HypernetFileError:
+    """A one-line message for a failed write: the OS's reason, and the path it concerns
+    when that is not `path` itself (a parent in the way), never the temporary file."""
+    reason = error.strerror or str(error) or type(error).__name__
+    concerned = error.filename
+    target = Path(path)
+    if concerned is not None and str(concerned) != str(path) and not (
+            Path(concerned).parent == target.parent and Path(concerned).name.startswith(f".{target.name}.")):
+        reason += f": {concerned}"  # a folder in the way, not the file or its temporary
+    return HypernetFileError(path, f"cannot be written ({reason})")
 
 
 def _umask() -> int:

@@ -8,9 +8,6 @@ different networks can share one loaded model.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -19,66 +16,14 @@ import torch
 from . import attention
 from .errors import HypernetError
 from .folding import FoldCache
+from .memory import MemoryLimit, check as check_memory
 from .network import Hypernetwork
-from .samplers import DEFAULT_SAMPLER, make_scheduler, split_name
-
-MAX_SEED = 2**32 - 1  # random seeds are drawn below this, as the webui draws them
-SEED_LIMIT = 2**64 - 1  # the largest seed torch's generators take
+from .request import MAX_SEED, SEED_LIMIT, Request  # noqa: F401  (re-exported: part of this module's interface)
+from .samplers import make_scheduler, split_name
 
 
 class NonFiniteError(HypernetError):
     """Sampling produced NaN or infinite values; the message names the likely cause."""
-
-
-@dataclass
-class Request:
-    """One generation job, with the webui's txt2img parameters."""
-
-    prompt: str
-    negative_prompt: str = ""
-    steps: int = 20
-    cfg_scale: float = 7.0
-    seed: int = -1
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    sampler: str = DEFAULT_SAMPLER
-    schedule: str | None = None
-    batch_size: int = 1
-    batch_count: int = 1
-    subseed: int = -1  # the webui's variation seed: noise blended in by subseed_strength
-    subseed_strength: float = 0.0
-    clip_skip: int | None = None  # None: the generator's own
-
-    def validated(self, native_size: int, multiple: int) -> "Request":
-        width = native_size if self.width is None else self.width
-        height = native_size if self.height is None else self.height
-        problems = []
-        if not math.isfinite(self.cfg_scale):
-            problems.append(f"CFG scale must be a finite number (got {self.cfg_scale})")
-        for label, value, count in (("seed", self.seed, self.batch_size * self.batch_count),
-                                    ("subseed", self.subseed, self.batch_size * self.batch_count)):
-            if value is not None and value >= 0 and value + count - 1 > SEED_LIMIT:
-                problems.append(f"{label} {value} is too large: use -1 (random) or a whole number from 0 to "
-                                f"{SEED_LIMIT - count + 1}")
-            elif value is not None and value < -1:
-                problems.append(f"{label} {value} must be -1 (random) or a whole number of at least 0")
-        if self.steps < 1:
-            problems.append(f"steps must be at least 1 (got {self.steps})")
-        if self.batch_size < 1 or self.batch_count < 1:
-            problems.append(f"batch size and count must be at least 1 (got {self.batch_size}, {self.batch_count})")
-        for label, value in (("width", width), ("height", height)):
-            if value < multiple or value % multiple:
-                problems.append(f"{label} {value} must be a positive multiple of {multiple} "
-                                f"(leave it out for the model's native size, {native_size})")
-        if not 0 <= self.subseed_strength <= 1:
-            problems.append(f"subseed strength must be between 0 and 1 (got {self.subseed_strength})")
-        if self.clip_skip is not None and self.clip_skip < 1:
-            problems.append(f"clip skip must be at least 1 (got {self.clip_skip})")
-        if problems:
-            raise HypernetError("; ".join(problems))
-        seed = self.seed if self.seed is not None and self.seed >= 0 else random.randrange(MAX_SEED)
-        subseed = self.subseed if self.subseed is not None and self.subseed >= 0 else random.randrange(MAX_SEED)
-        return dataclasses.replace(self, width=width, height=height, seed=seed, subseed=subseed)
 
 
 @dataclass
@@ -134,10 +79,12 @@ class Generator:
     for the request (originals put back after), others through attention processors that
     are installed on first need and stay (inert while no network is active: the UNet
     computes exactly as before); `close()` (or leaving a `with` block) puts the original
-    processors back. The pipeline's scheduler is swapped per request and restored after."""
+    processors back. The pipeline's scheduler is swapped per request and restored after.
+    A request that would need more memory than `memory_limit` allows is refused before
+    anything is allocated."""
 
     def __init__(self, pipe, library=None, model: ModelInfo | None = None, clip_skip: int = 1,
-                 lora_dir=None, embeddings_dir=None, fold: bool = True):
+                 lora_dir=None, embeddings_dir=None, fold: bool = True, memory_limit: MemoryLimit | None = None):
         from .extra_networks import LoraSet
 
         self.pipe = pipe
@@ -146,6 +93,7 @@ class Generator:
         self.clip_skip = clip_skip
         self.fold = fold  # affine hypernetworks folded into the attention weights (hypernet.folding)
         self._fold_cache = FoldCache()
+        self.memory_limit = memory_limit or MemoryLimit()
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
@@ -228,6 +176,7 @@ class Generator:
         """All images of a request; seeds follow the webui (seed, seed+1, ...).
         With `control`, another thread can follow the steps and interrupt or skip."""
         request = request.validated(self.native_size, max(8, self.pipe.vae_scale_factor))
+        self.check_memory(request)
         text, negative_text, named, loras = self.resolve_networks(request.prompt, request.negative_prompt)
         chain = [(network, multiplier) for _, network, multiplier in named] + list(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
@@ -254,6 +203,13 @@ class Generator:
         finally:
             self.pipe.scheduler = original_scheduler
         return results
+
+    def check_memory(self, request: Request, limit: MemoryLimit | None = None) -> None:
+        """Raise `MemoryLimitError` when `request` would need more memory than `limit`
+        (default: this generator's `memory_limit`) allows."""
+        width = request.width or self.native_size
+        height = request.height or self.native_size
+        check_memory(self.pipe, width, height, request.batch_size, request.cfg_scale, limit or self.memory_limit)
 
     def _noise(self, request: Request, seeds, shape) -> torch.Tensor:
         """Per-image CPU noise: the same seed gives the same image on any device and batch

@@ -86,10 +86,12 @@ def open_library(hypernet_dir, include_packaged: bool = True):
 
 def load_generator(model=None, hypernet_dir="models/hypernetworks", family=None, device=None, dtype=None,
                    progress: bool = True, lora_dir="models/Lora", embeddings_dir="models/embeddings",
-                   default_model: DefaultModel | None = None, fold: bool = True) -> Generator:
-    """A Generator for `model` (None: `default_model`) and the library folders."""
+                   default_model: DefaultModel | None = None, fold: bool = True, memory_limit=None) -> Generator:
+    """A Generator for `model` (None: `default_model`) and the library folders;
+    `memory_limit` (a `hypernet.memory.MemoryLimit`) bounds what one request may need;
+    `fold=False` runs linear hypernetworks as MLPs (`hypernet.folding`)."""
     default_model = None if model is not None else _default(default_model)
     pipe = load_pipeline_for(model, family=family, device=device, dtype=dtype, progress=progress,
                              default_model=default_model)
     return Generator(pipe, library=open_library(hypernet_dir), model=model_info(model, default_model),
-                     lora_dir=lora_dir, embeddings_dir=embeddings_dir, fold=fold)
+                     lora_dir=lora_dir, embeddings_dir=embeddings_dir, fold=fold, memory_limit=memory_limit)

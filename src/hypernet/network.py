@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
-from .errors import HypernetConfigError
+from .errors import HypernetConfigError, listing, short_repr
 
 DEFAULT_SIZES = (768, 320, 640, 1280)
+# Bounds checked before any module is built, so a file's metadata (or a create form) can
+# never ask for more than a machine can hold: real networks have 3-6 layer entries, sizes
+# up to 2048 and up to a few hundred million parameters.
+MAX_LAYERS = 100
+MAX_FEATURE_SIZE = 65536
+MAX_PARAMETERS = 2**30  # 4 GiB of fp32 weights
 
 
 def _activation_table() -> dict[str, Callable[[], nn.Module]]:
@@ -96,7 +103,7 @@ def resolve_activation(name: str | None) -> str | None:
     if key in ("none", "linear"):
         return None  # both mean "no activation"; files keep saying "linear"
     if key not in ACTIVATIONS:
-        raise HypernetConfigError(f"unknown activation {name!r}; valid names: {_choices(ACTIVATIONS)}")
+        raise HypernetConfigError(f"unknown activation {short_repr(name)}; valid names: {_choices(ACTIVATIONS)}")
     return key
 
 
@@ -119,23 +126,35 @@ class Structure:
 
     def __post_init__(self):
         structure = tuple(self.layer_structure)
+        shown = short_repr(list(structure))
         if len(structure) < 2:
-            raise HypernetConfigError(f"layer_structure {list(structure)} needs at least two entries, e.g. [1, 2, 1]")
+            raise HypernetConfigError(f"layer_structure {shown} needs at least two entries, e.g. [1, 2, 1]")
+        if len(structure) > MAX_LAYERS:
+            raise HypernetConfigError(f"layer_structure has {len(structure)} entries; at most {MAX_LAYERS} are supported")
+        if any(not isinstance(w, (int, float)) for w in structure):
+            raise HypernetConfigError(f"layer_structure {shown} must hold positive numbers")
         if structure[0] != 1 or structure[-1] != 1:
-            raise HypernetConfigError(f"layer_structure {list(structure)} must start and end with 1, e.g. [1, 2, 1]")
-        if any(not isinstance(w, (int, float)) or w <= 0 for w in structure):
-            raise HypernetConfigError(f"layer_structure {list(structure)} must hold positive numbers")
+            raise HypernetConfigError(f"layer_structure {shown} must start and end with 1, e.g. [1, 2, 1]")
+        bad = [w for w in structure if not math.isfinite(w) or w <= 0]
+        if bad:
+            raise HypernetConfigError(f"layer_structure {shown} must hold positive finite numbers (not {listing(bad)})")
         object.__setattr__(self, "layer_structure", structure)
         object.__setattr__(self, "activation", resolve_activation(self.activation))
         dropout = tuple(float(p) for p in self.dropout_structure)
         if len(dropout) != len(structure):
-            raise HypernetConfigError(
-                f"dropout_structure {list(dropout)} must have one entry per layer_structure entry ({len(structure)})"
-            )
-        for p in dropout[1:]:
-            if p and not 0 < p < 1:
-                raise HypernetConfigError(f"dropout probability {p} in {list(dropout)} must be in (0, 1)")
+            raise HypernetConfigError(f"dropout_structure {short_repr(list(dropout))} must have one entry per "
+                                      f"layer_structure entry ({len(structure)})")
+        bad = [p for p in dropout[1:] if p and not 0 < p < 1]
+        if bad:
+            raise HypernetConfigError(f"dropout probabilities must be in (0, 1) (not {listing(bad)}) "
+                                      f"in {short_repr(list(dropout))}")
         object.__setattr__(self, "dropout_structure", dropout)
+
+    def parameter_count(self, dim: int) -> int:
+        """Parameters of one module for size `dim`, counted without building it."""
+        widths = self.widths(dim)
+        linear = sum(a * b + b for a, b in zip(widths, widths[1:]))
+        return linear + (2 * sum(widths[1:]) if self.layer_norm else 0)
 
     def widths(self, dim: int) -> list[int]:
         return [int(dim * w) for w in self.layer_structure]
@@ -144,7 +163,8 @@ class Structure:
         """Linear, [activation], [LayerNorm], [Dropout] per layer, in the webui's order."""
         widths = self.widths(dim)
         if min(widths) < 1:
-            raise HypernetConfigError(f"layer_structure {list(self.layer_structure)} gives a zero-width layer for size {dim}")
+            raise HypernetConfigError(f"layer_structure {short_repr(list(self.layer_structure))} gives a zero-width "
+                                      f"layer for size {dim}")
         layers: list[nn.Module] = []
         last = len(widths) - 2
         for i in range(len(widths) - 1):
@@ -223,9 +243,10 @@ class Hypernetwork(nn.Module):
         if not sizes:
             raise HypernetConfigError("a hypernetwork needs at least one feature size, e.g. 768")
         if len(set(sizes)) != len(sizes):
-            raise HypernetConfigError(f"feature sizes {sizes} contain duplicates")
+            raise HypernetConfigError(f"feature sizes {listing(sizes)} contain duplicates")
         if any(s <= 0 for s in sizes):
-            raise HypernetConfigError(f"feature sizes {sizes} must be positive integers")
+            raise HypernetConfigError(f"feature sizes {listing(sizes)} must be positive integers")
+        check_bounds(sizes, structure)
         self.structure = structure
         self.metadata = metadata or Metadata()
         self.multiplier = float(multiplier)
@@ -311,6 +332,22 @@ class Hypernetwork(nn.Module):
             f"Hypernetwork(name={self.name!r}, sizes={self.sizes}, layer_structure={list(s.layer_structure)}, "
             f"activation={s.activation or 'linear'!r}, layer_norm={s.layer_norm}, multiplier={self.multiplier})"
         )
+
+
+def check_bounds(sizes: Sequence[int], structure: Structure) -> None:
+    """Refuse, before anything is allocated, sizes and structures beyond the bounds above."""
+    large = [size for size in sizes if size > MAX_FEATURE_SIZE]
+    if large:
+        raise HypernetConfigError(f"feature size {short_repr(large[0])} is larger than {MAX_FEATURE_SIZE} "
+                                  "(Stable Diffusion's are 320 to 2048)")
+    try:
+        count = 2 * sum(structure.parameter_count(size) for size in sizes)
+    except OverflowError:  # a width beyond any float
+        count = math.inf
+    if count > MAX_PARAMETERS:
+        shown = f"{count:,}" if count < 10**18 else "more than 10^18"
+        raise HypernetConfigError(f"sizes {listing(sizes)} with layer_structure {short_repr(list(structure.layer_structure))} "
+                                  f"make {shown} parameters; at most {MAX_PARAMETERS:,} are supported")
 
 
 def _with_multiplier(entry) -> tuple[Hypernetwork, float]:

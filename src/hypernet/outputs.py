@@ -6,26 +6,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .fileio import make_folder
 from .generation import Request, Result
 from .samplers import DEFAULT_SAMPLER
 
 
-def save_results(results: Sequence[Result], folder) -> list[Path]:
-    """PNG files `NNNNN-SEED.png` with the webui's `parameters` chunk, numbered after the
-    files already in `folder` (never overwriting)."""
-    from .infotext import write_png
+class ImageWriter:
+    """Writes results one at a time, as they come, as PNG files `NNNNN-SEED.png` with the
+    webui's `parameters` chunk, numbered after the files already in `folder` (never
+    overwriting). A long run that is stopped keeps every image finished before."""
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[:5]) for p in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
-    number = max(taken, default=-1) + 1
-    paths = []
-    for result in results:
-        path = folder / f"{number:05d}-{result.seed}.png"
+    def __init__(self, folder):
+        self.folder = make_folder(folder)
+        self.written: list[Path] = []
+        taken = [int(p.name[:5]) for p in self.folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
+        self._number = max(taken, default=-1) + 1
+
+    def write(self, result: Result) -> Path:
+        from .infotext import write_png
+
+        while any(self.folder.glob(f"{self._number:05d}-*.png")):  # another writer took it meanwhile
+            self._number += 1
+        path = self.folder / f"{self._number:05d}-{result.seed}.png"
         write_png(result.image, path, result.infotext)
-        paths.append(path)
-        number += 1
-    return paths
+        self._number += 1
+        self.written.append(path)
+        return path
+
+
+def save_results(results: Sequence[Result], folder) -> list[Path]:
+    """Every result as a numbered PNG in `folder` (see `ImageWriter`)."""
+    writer = ImageWriter(folder)
+    return [writer.write(result) for result in results]
 
 
 def request_from_infotext(text: str, **overrides) -> Request:

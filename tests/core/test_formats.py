@@ -158,7 +158,7 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     monkeypatch.setattr(torchfile, "torch_bytes_for_webui", lambda obj: b"PK" + b"x" * 10)
     original_replace = os.replace
     monkeypatch.setattr(os, "replace", explode)
-    with pytest.raises(OSError):
+    with pytest.raises(HypernetFileError, match=r"n\.pt: cannot be written \(disk full\)"):
         hypernet.save(network, tmp_path / "n.pt")
     monkeypatch.setattr(os, "replace", original_replace)
     assert (tmp_path / "n.pt").read_bytes() == before

@@ -158,3 +158,18 @@ def test_bad_train_values_are_4xx(http, tmp_path):
         answer = http.post(f"{API}/train/hypernetwork", json=body)
         assert 400 <= answer.status_code < 500, (body, answer.text)
         assert word in str(answer.json()["detail"]), answer.text
+
+
+def test_a_request_needing_more_memory_than_allowed_is_422_before_it_queues(http, live, monkeypatch):
+    from hypernet.memory import MemoryLimit
+
+    live.wait_idle()  # the model is loaded: its shape is what the request is measured against
+    submitted = []
+    submit = live.service.jobs.submit
+    monkeypatch.setattr(live.service.jobs, "submit", lambda *args, **kwargs: submitted.append(args) or submit(*args, **kwargs))
+    monkeypatch.setattr(live.service.limits, "memory", MemoryLimit(limit_bytes=2**20))
+    refused(http.post(f"{API}/txt2img", json=txt2img_body(batch_size=4)), 422, "batch size 4 needs about",
+            "the memory limit is 1.0 MiB")
+    assert submitted == []
+    monkeypatch.setattr(live.service.limits, "memory", MemoryLimit(enabled=False))
+    assert http.post(f"{API}/txt2img", json=txt2img_body()).status_code == 200

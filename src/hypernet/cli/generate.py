@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+
 from ..errors import HypernetError
 from ..samplers import DEFAULT_SAMPLER
 
@@ -15,6 +19,17 @@ def size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"size {text!r} must look like 512x512 (WIDTHxHEIGHT)")
     return int(parts[0]), int(parts[1])
+
+
+def memory_limit(text: str):
+    import argparse
+
+    from ..memory import parse_memory_limit
+
+    try:
+        return parse_memory_limit(text)
+    except HypernetError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_model_arguments(parser) -> None:
@@ -37,6 +52,9 @@ def add_sampling_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-fold", dest="fold", action="store_false",
                         help="run linear hypernetworks as MLPs instead of folding them into to_k/to_v (same picture within fp32 rounding)")
+    parser.add_argument("--max-memory", type=memory_limit, default="auto", metavar="SIZE",
+                        help="refuse requests needing more memory than this: a size (24G, 800M), auto (default: "
+                        "what the device has free) or off")
 
 
 def register(sub) -> None:
@@ -55,8 +73,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..generation import Request
-    from ..outputs import request_from_infotext, save_results
+    from ..generation import Control, Request
+    from ..outputs import ImageWriter, request_from_infotext
     from ..loading import load_generator
     from .defaults import toy_model_loader
 
@@ -79,11 +97,54 @@ def run(args) -> int:
             )
             for prompt in args.prompt
         ]
+    writer = ImageWriter(args.out)  # an output folder that cannot be made fails before the model loads
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader(), fold=args.fold)
-    for request in requests:
-        results = generator.generate(request, progress=not args.quiet)
-        for path, result in zip(save_results(results, args.out), results):
-            print(f"{path}  seed {result.seed}")
+                               default_model=toy_model_loader(), fold=args.fold, memory_limit=args.max_memory)
+    control = Control()
+
+    def on_result(result) -> None:  # each image is on disk as soon as it is decoded
+        print(f"{writer.write(result)}  seed {result.seed}", flush=True)
+        control.interrupted = stop.requested  # a first Ctrl-C: no further batch starts
+
+    try:
+        with StopRequests("hypernet generate") as stop:
+            for request in requests:
+                if stop.requested:
+                    break
+                generator.generate(request, progress=not args.quiet, on_result=on_result, control=control)
+    except KeyboardInterrupt:
+        stop.requested = True
+    if stop.requested:
+        count = len(writer.written)
+        print(f"hypernet generate: interrupted; {count} image{'' if count == 1 else 's'} written to {writer.folder}",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+class StopRequests:
+    """Ctrl-C (SIGINT) while inside: the first asks to stop once the image in progress is
+    written (`requested` turns True), a second stops at once (KeyboardInterrupt).
+    Outside the main thread, where no handler can be set, Ctrl-C behaves as usual."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"{self.command}: stopping after the image in progress (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

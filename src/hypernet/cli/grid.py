@@ -24,6 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..fileio import make_folder
     from ..generation import Request
     from ..infotext import write_png
     from ..loading import load_generator
@@ -43,12 +44,13 @@ def run(args) -> int:
     width, height = args.size or (None, None)
     base = Request(prompt=args.prompt or prompts[0], negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg,
                    seed=args.seed, width=width, height=height, sampler=args.sampler, schedule=args.schedule)
+    output = Path(args.output) if args.output else Path(args.out) / f"grid-{args.hypernet.replace('/', '_')}.png"
+    make_folder(output.parent, for_file=output)  # fails before the model loads, not after the grid is made
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
-                               default_model=toy_model_loader(), fold=args.fold)
+                               default_model=toy_model_loader(), fold=args.fold, memory_limit=args.max_memory)
     image, rows = strength_grid(generator, base, args.hypernet, args.multipliers, args.seeds or [args.seed], prompts,
                                 progress=not args.quiet)
-    output = Path(args.output) if args.output else Path(args.out) / f"grid-{args.hypernet.replace('/', '_')}.png"
     write_png(image, output, rows[0][0].infotext)
     print(f"{output}  ({len(rows)} rows x {len(args.multipliers)} columns)")
     return 0

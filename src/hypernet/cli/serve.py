@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import HypernetError
+from .generate import memory_limit
 
 
 def register(sub) -> None:
@@ -23,13 +24,16 @@ def register(sub) -> None:
     parser.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more are answered 503")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
+    parser.add_argument("--max-memory", type=memory_limit, default="auto", metavar="SIZE",
+                        help="refuse requests needing more memory than this: a size (24G, 800M), auto (default: "
+                        "what the device has free) or off")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     import uvicorn
 
-    from ..server import ServerPaths, Service, create_app
+    from ..server import Limits, ServerPaths, Service, create_app
 
     if args.api_auth is not None and ":" not in args.api_auth:
         raise HypernetError("--api-auth must look like user:password")
@@ -38,7 +42,8 @@ def run(args) -> int:
               "machine can generate, train and write files in the library", file=sys.stderr)
     paths = ServerPaths(hypernet_dir=args.hypernet_dir, checkpoint_dir=args.ckpt_dir, lora_dir=args.lora_dir,
                         embeddings_dir=args.embeddings_dir, outputs_dir=args.outputs_dir, training_dir=args.training_dir)
-    service = Service(paths, model=args.model, queue_size=args.queue_size, device=args.device)
+    service = Service(paths, model=args.model, queue_size=args.queue_size, device=args.device,
+                      limits=Limits(memory=args.max_memory))
     app = create_app(service, ui=not args.no_ui, api_auth=args.api_auth)
 
     class Server(uvicorn.Server):

@@ -15,9 +15,9 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import HypernetFileError
+from ..errors import HypernetFileError, short_repr
 from ..fileio import atomic_path
-from .webui import LOAD_DEFAULTS, metadata_to_dict, module_states
+from .webui import LOAD_DEFAULTS, size_key, metadata_to_dict, module_states
 
 FORMAT_NAME = "hypernet"
 FORMAT_VERSION = "1"
@@ -43,8 +43,8 @@ def read_safetensors(path) -> tuple[dict[int, tuple[dict, dict]], dict[str, Any]
         if key in LOAD_DEFAULTS or key in ("sizes", "extra"):
             try:
                 metadata[key] = json.loads(text)
-            except json.JSONDecodeError:
-                raise HypernetFileError(path, f"header value {text!r} is not valid JSON", key=key) from None
+            except ValueError:  # not JSON, or a number too long to read
+                raise HypernetFileError(path, f"header value {short_repr(text)} is not valid JSON", key=key) from None
     extra = metadata.pop("extra", {}) or {}
     order = metadata.pop("sizes", None)
     modules: dict[int, tuple[dict, dict]] = {}
@@ -52,9 +52,9 @@ def read_safetensors(path) -> tuple[dict[int, tuple[dict, dict]], dict[str, Any]
         size_text, _, rest = key.partition(".")
         side, _, name = rest.partition(".")
         if not size_text.isdigit() or side not in _SIDES or not name:
-            raise HypernetFileError(path, "tensor name must look like '768.k.linear.0.weight'", key=key)
-        modules.setdefault(int(size_text), ({}, {}))[_SIDES[side]][name] = tensor
-    if isinstance(order, list) and sorted(order) == sorted(modules):
+            raise HypernetFileError(path, "tensor name must look like '768.k.linear.0.weight'", key=key if len(key) <= 60 else key[:57] + "...")
+        modules.setdefault(size_key(path, size_text), ({}, {}))[_SIDES[side]][name] = tensor
+    if isinstance(order, list) and all(type(size) is int for size in order) and sorted(order) == sorted(modules):
         modules = {size: modules[size] for size in order}
     return modules, {**extra, **metadata}
 

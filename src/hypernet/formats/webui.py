@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import HypernetConfigError, HypernetFileError
+from ..errors import HypernetConfigError, HypernetFileError, listing, short_repr
 from ..network import Hypernetwork, Metadata, Structure, derive_dropout_structure
 
 # Metadata keys the webui writes, with the value assumed when a file lacks one (§1.2).
@@ -39,14 +39,22 @@ def _is_module_entry(value) -> bool:
     return isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, Mapping) for v in value)
 
 
-def _size_key(path, key) -> int:
+def size_key(path, key) -> int:
     if isinstance(key, bool):
         raise HypernetFileError(path, "feature-size key must be an integer such as 768", key=str(key))
     if isinstance(key, int):
         return key
     if isinstance(key, str) and key.strip().isdigit():
+        if len(key.strip()) > 9:  # no attention layer is that wide; int() of 4300+ digits even fails
+            raise HypernetFileError(path, "feature-size key is far too large (Stable Diffusion's are 320 to 2048)",
+                                    key=_key_text(key))
         return int(key)
-    raise HypernetFileError(path, "feature-size key must be an integer such as 768", key=str(key))
+    raise HypernetFileError(path, "feature-size key must be an integer such as 768", key=_key_text(key))
+
+
+def _key_text(key) -> str:
+    text = key if isinstance(key, str) else short_repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def split_entries(data: Mapping, path) -> tuple[dict[int, tuple[Mapping, Mapping]], dict[str, Any]]:
@@ -55,12 +63,13 @@ def split_entries(data: Mapping, path) -> tuple[dict[int, tuple[Mapping, Mapping
     metadata: dict[str, Any] = {}
     for key, value in data.items():
         if _is_module_entry(value):
-            modules[_size_key(path, key)] = (value[0], value[1])
+            modules[size_key(path, key)] = (value[0], value[1])
         elif isinstance(key, str) and not key.strip().isdigit():
             metadata[key] = value
         else:
             raise HypernetFileError(
-                path, f"expected a pair (key-input, value-input) of state dicts, found {type(value).__name__}", key=str(key)
+                path, f"expected a pair (key-input, value-input) of state dicts, found {type(value).__name__}",
+                key=_key_text(key)
             )
     if not modules:
         raise HypernetFileError(path, "holds no hypernetwork modules (no integer feature-size keys such as 768)")
@@ -80,7 +89,7 @@ def _rename_legacy(state: Mapping) -> dict:
 def _as_bool(path, key, value) -> bool:
     if isinstance(value, (bool, int)) or value is None:
         return bool(value)
-    raise HypernetFileError(path, f"expected true/false, found {value!r}", key=key)
+    raise HypernetFileError(path, f"expected true/false, found {short_repr(value)}", key=key)
 
 
 def structure_from_metadata(metadata: Mapping, path) -> tuple[Structure, Metadata]:
@@ -92,19 +101,21 @@ def structure_from_metadata(metadata: Mapping, path) -> tuple[Structure, Metadat
     if not isinstance(layer_structure, (list, tuple)) or not all(
         isinstance(w, (int, float)) and not isinstance(w, bool) for w in layer_structure
     ):
-        raise HypernetFileError(path, f"expected a list of numbers such as [1, 2, 1], found {layer_structure!r}", key="layer_structure")
+        raise HypernetFileError(path, f"expected a list of numbers such as [1, 2, 1], found {short_repr(layer_structure)}",
+                                key="layer_structure")
     dropout = values["dropout_structure"]
     use_dropout = _as_bool(path, "use_dropout", values["use_dropout"])
     last_layer_dropout = _as_bool(path, "last_layer_dropout", values["last_layer_dropout"])
     if dropout is not None:
         if not isinstance(dropout, (list, tuple)) or not all(isinstance(p, (int, float)) for p in dropout):
-            raise HypernetFileError(path, f"expected a list of probabilities, found {dropout!r}", key="dropout_structure")
+            raise HypernetFileError(path, f"expected a list of probabilities, found {short_repr(dropout)}",
+                                    key="dropout_structure")
         use_dropout = any(dropout) or use_dropout
     else:
         dropout = derive_dropout_structure(layer_structure, use_dropout, last_layer_dropout)
     activation = values["activation_func"]
     if activation is not None and not isinstance(activation, str):
-        raise HypernetFileError(path, f"expected an activation name, found {activation!r}", key="activation_func")
+        raise HypernetFileError(path, f"expected an activation name, found {short_repr(activation)}", key="activation_func")
     try:
         structure = Structure(
             layer_structure=tuple(layer_structure),
@@ -123,7 +134,7 @@ def structure_from_metadata(metadata: Mapping, path) -> tuple[Structure, Metadat
         try:
             step = int(step)
         except (TypeError, ValueError):
-            raise HypernetFileError(path, f"expected an integer step count, found {step!r}", key="step") from None
+            raise HypernetFileError(path, f"expected an integer step count, found {short_repr(step)}", key="step") from None
     extra = {k: v for k, v in metadata.items() if k not in LOAD_DEFAULTS}
     info = Metadata(
         name=values["name"] if isinstance(values["name"], str) else "",
@@ -155,26 +166,27 @@ def network_from_entries(modules: Mapping[int, tuple[Mapping, Mapping]], metadat
         for which, state, module in zip(("key", "value"), states, pair):
             where = f"{size}[{0 if which == 'key' else 1}]"
             state = _rename_legacy(state)
-            _check_tensors(path, where, state)
+            _check_types(path, where, state)
             expected = module.state_dict()
             missing = [k for k in expected if k not in state]
             unexpected = [k for k in state if k not in expected]
             if missing or unexpected:
                 raise HypernetFileError(
                     path,
-                    f"the {which}-input module does not match layer_structure {list(structure.layer_structure)}, "
-                    f"activation {structure.activation or 'linear'!r}, layer norm {structure.layer_norm}, "
-                    f"dropout {list(structure.dropout_structure)}: missing {missing or 'nothing'}, "
-                    f"unexpected {unexpected or 'nothing'}",
+                    f"the {which}-input module does not match layer_structure "
+                    f"{short_repr(list(structure.layer_structure))}, activation {structure.activation or 'linear'!r}, "
+                    f"layer norm {structure.layer_norm}, dropout {short_repr(list(structure.dropout_structure))}: "
+                    f"missing {listing(missing) or 'nothing'}, unexpected {listing(unexpected) or 'nothing'}",
                     key=where,
                 )
             for name, tensor in state.items():
                 if tuple(tensor.shape) != tuple(expected[name].shape):
                     raise HypernetFileError(
                         path,
-                        f"shape {list(tensor.shape)} where the structure needs {list(expected[name].shape)}",
+                        f"shape {short_repr(list(tensor.shape))} where the structure needs {list(expected[name].shape)}",
                         key=f"{where}.{name}",
                     )
+            _check_finite(path, where, state)  # after the shapes: every tensor is now of a bounded size
             tensors = {}
             for name, tensor in state.items():
                 tensor = tensor.to(torch.float32).contiguous()
@@ -188,12 +200,17 @@ def network_from_entries(modules: Mapping[int, tuple[Mapping, Mapping]], metadat
     return network
 
 
-def _check_tensors(path, where: str, state: Mapping) -> None:
+def _check_types(path, where: str, state: Mapping) -> None:
     for name, tensor in state.items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise HypernetFileError(path, f"expected tensors under string keys, found {type(tensor).__name__}", key=f"{where}.{name}")
+            raise HypernetFileError(path, f"expected tensors under string keys, found {type(tensor).__name__}",
+                                    key=f"{where}.{_key_text(name)}")
         if not tensor.is_floating_point():
             raise HypernetFileError(path, f"expected floating-point weights, found {tensor.dtype}", key=f"{where}.{name}")
+
+
+def _check_finite(path, where: str, state: Mapping) -> None:
+    for name, tensor in state.items():
         # one reduction is far cheaper than an element-wise mask; a non-finite sum is then
         # checked exactly (huge finite values can overflow a float32 sum)
         if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):

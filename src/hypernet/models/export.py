@@ -9,13 +9,12 @@ ignore the metadata.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import HypernetConfigError, HypernetFileError
+from ..fileio import atomic_path
 from .key_matching import key_tables
 from .configs import METADATA_PREFIX, PipelineConfig, config_to_metadata
 from .layout import LAYOUTS, SD1_TEXT_PREFIX, open_clip_extras
@@ -86,15 +85,6 @@ def export_single_file(
     metadata = {"format": "pt", **config_to_metadata(config)}
     metadata[METADATA_PREFIX + "prediction_type"] = config.scheduler.get("prediction_type", "epsilon")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise HypernetFileError(path, f"cannot be written ({error.strerror or error})") from None
-        raise
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
     return path

@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..errors import HypernetError
 from ..generation import Generator, Request, Result
+from ..memory import MemoryLimit
 from .checkpoints import Checkpoint, Checkpoints
 from .jobs import Job, JobContext, Jobs
 from .options import Options
@@ -41,6 +42,7 @@ class Limits:
     max_batch_count: int = 100
     max_batch_pixels: int = 16 * 512 * 512
     max_steps: int = 150
+    memory: MemoryLimit = field(default_factory=MemoryLimit)  # what one request may need (docs/generation.md)
 
     def check(self, request: Request) -> None:
         problems = []
@@ -187,9 +189,11 @@ class Service:
         # exactly the webui's text for this option: Python's str of the float ("1.0")
         return f"{prompt}<hypernet:{self.library.tag_name(entry)}:{float(m)}>"
 
-    def check_request(self, request: Request) -> None:
-        """Everything that can be checked without the model: limits, sampler, sizes,
-        prompt tags and the hypernetworks they name (unknown names list the closest)."""
+    def check_request(self, request: Request, checkpoint: Checkpoint | None = None) -> None:
+        """Everything that can be checked before the job queues: limits, sampler, sizes,
+        prompt tags and the hypernetworks they name (unknown names list the closest), and,
+        when `checkpoint` (default: the current one) is the loaded model, the memory the
+        request needs (the worker checks it again in any case, before sampling)."""
         from ..prompt import extract_networks_pair
         from ..samplers import split_name
 
@@ -197,6 +201,10 @@ class Service:
         split_name(request.sampler, request.schedule)
         probe = Request(**{**request.__dict__, "width": request.width or 512, "height": request.height or 512})
         probe.validated(512, 8)
+        generator, loaded = self._generator, self._loaded  # read once: the worker may switch models
+        checkpoint = checkpoint or self.checkpoints.resolve(self.options.get("sd_model_checkpoint"))
+        if generator is not None and loaded == checkpoint:
+            generator.check_memory(request, self.limits.memory)
         _, _, tags = extract_networks_pair(request.prompt, request.negative_prompt)
         loras = None
         for kind, name, _ in tags:
@@ -228,8 +236,8 @@ class Service:
     def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
                 warnings: list[str] | None = None) -> Job:
         """Queue a generation; the job's result is a `Generation`."""
-        self.check_request(request)
         model = self.checkpoints.resolve(checkpoint or self.options.get("sd_model_checkpoint"))
+        self.check_request(request, model)
         live_previews = bool(self.options.get("live_previews_enable"))
         folder = Path(self.options.get("outdir_txt2img_samples"))
 
@@ -243,14 +251,15 @@ class Service:
 
             context.control.on_step = on_step
             generator.warnings.clear()
-            results = generator.generate(request, progress=False, control=context.control)
+            generator.memory_limit = self.limits.memory
+            from ..outputs import ImageWriter
+
+            writer = ImageWriter(folder) if save_images else None  # each image saved as it is decoded
+            results = generator.generate(request, progress=False, control=context.control,
+                                         on_result=writer.write if writer else None)
             generation = Generation(results, request, warnings=[*(warnings or []), *generator.warnings],
                                     interrupted=context.control.interrupted, model=generator.model.name,
-                                    model_hash=generator.model.hash)
-            if save_images and results:
-                from ..outputs import save_results
-
-                generation.saved = save_results(results, folder)
+                                    model_hash=generator.model.hash, saved=writer.written if writer else [])
             return generation
 
         return self.jobs.submit("txt2img", run)

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from .. import attention
-from ..fileio import kill_point
+from ..fileio import kill_point, make_folder
 from ..network import Hypernetwork
 from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, run_folder, sharing, text_cache
 from .borrowing import borrowed
@@ -129,7 +129,7 @@ class _Run(OptimizerStep, RunSaving):
         plan, config, pipe = self.plan, self.config, self.pipe
         started = time.perf_counter()
         if self.main:
-            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(plan.run_dir)
             self.write_settings()
             self.loss_log = run_files.LossLog(plan.run_dir / run_files.CSV_NAME, config.csv_every, plan.steps_per_epoch,
                                            plan.start_step)
