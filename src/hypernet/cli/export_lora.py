@@ -52,8 +52,10 @@ def register(sub) -> None:
                         help="the constant the network adds to the values: folded exactly where inputs leave a "
                              "LayerNorm (default), or dropped")
     parser.add_argument("--prompts", default=None, metavar="FILE",
-                        help="prompts (one per line) whose activations fit a non-linear network; default with the "
+                        help="prompts (one per line) whose activations fit a non-linear network (or any, with --fit); default with the "
                              "embedded model: its world's captions")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit over activations even a linear network (weighs the rank truncation by real inputs)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps per prompt when fitting (default 20)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                         help="tensor precision in the file (default float32)")
@@ -113,7 +115,7 @@ def run(args) -> int:
     report = export_lora(
         pipe, network, out, multiplier=args.multiplier, rank=args.rank, error=args.error, layout=args.format,
         fold_value_bias=args.value_offset == "fold", prompts=_prompts(args), steps=args.steps,
-        base_model=model_info(args.model, default), dtype=args.dtype,
+        base_model=model_info(args.model, default), dtype=args.dtype, fit=args.fit,
     )
     if args.json:
         print(json.dumps({"path": str(report.path), "layout": report.layout, "method": report.method,

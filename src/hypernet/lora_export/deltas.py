@@ -39,7 +39,7 @@ class LayerDelta:
     delta: torch.Tensor  # out × in, float64
     root: torch.Tensor | None  # square root of the inputs' second moment (None: isotropic)
     bias: str  # how the constant part of the change was handled
-    total: float | None = None  # squared size of the fitted outputs (None: the delta is exact)
+    total: float | None = None  # squared size of the change it stands for (None: the delta's own)
 
     @property
     def key(self) -> str:
@@ -92,8 +92,12 @@ def exact_deltas(network: Hypernetwork, targets: list[Target], multiplier: float
                 delta = delta + torch.outer(constant, norm.direction) / norm.constant
                 bias = "value offset: folded (exact)"
             else:
-                size = float(constant.norm() / delta.norm()) if float(delta.norm()) > 0 else float(constant.norm())
-                bias = f"value offset: dropped ({size:.2g} of the delta)"
+                bias = None
             root = norm.root(centred=side == "to_k") if norm is not None else None
-            deltas.append(LayerDelta(target, side, delta, root, bias))
+            total = None
+            if side == "to_v" and bias is None:  # dropped: its share of the change counts as error
+                energy = float((delta @ root).square().sum()) if root is not None else float(delta.square().sum())
+                total = energy + float(constant.square().sum())
+                bias = f"value offset: dropped ({(float(constant.square().sum()) / total) ** 0.5:.2g} of the change)"
+            deltas.append(LayerDelta(target, side, delta, root, bias, total))
     return deltas

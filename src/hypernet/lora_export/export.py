@@ -93,14 +93,16 @@ def _metadata(network, base_model, multiplier, method, rank, error, layers, meas
 def export_lora(pipe, network: Hypernetwork, path, *, multiplier: float = 1.0, rank: int | None = None,
                 error: float | None = None, layout: str = "kohya", fold_value_bias: bool = True,
                 prompts: list[str] | None = None, steps: int = 20, seed: int = 0, base_model=None,
-                dtype: str = "float32", on_prompt=None) -> ExportReport:
+                dtype: str = "float32", fit: bool = False, on_prompt=None) -> ExportReport:
     """Write the LoRA (on to_k/to_v of every attention layer the network reaches) that
     reproduces `network` at `multiplier` on `pipe`'s model.
 
     Affine networks (linear activation, no LayerNorm) give the exact delta, truncated to
     `rank` (or the smallest rank meeting the relative `error`; default: full rank, exact).
     Others are fitted by least squares over the activations of `prompts` generated with
-    `steps` steps. `base_model` (a `ModelInfo`) names the model in the file's metadata.
+    `steps` steps; `fit` fits an affine network too (its full-rank fit is the exact delta,
+    and the truncation is weighed by real activations instead of a model of them).
+    `base_model` (a `ModelInfo`) names the model in the file's metadata.
     """
     check_rank_request(rank, error)
     if not math.isfinite(multiplier):
@@ -113,13 +115,14 @@ def export_lora(pipe, network: Hypernetwork, path, *, multiplier: float = 1.0, r
         raise HypernetError(f"network {network.name!r} has sizes {network.sizes}, none of this model's attention "
                             f"widths {attention_widths(pipe.unet)}: it would change nothing here")
     moments = None
-    if is_affine(network):
+    if is_affine(network) and not fit:
         method, measured_on, prompt_count = "exact", "the exact delta (what the rank leaves out)", 0
         deltas = exact_deltas(network, targets, multiplier, fold_value_bias)
     else:
         if not prompts:
-            raise HypernetError(f"network {network.name!r} is not affine (activation or layer norm): its LoRA is "
-                                "fitted over activations; give prompts (--prompts FILE)")
+            why = "a fit was asked for" if fit else "it is not affine (activation or layer norm)"
+            raise HypernetError(f"network {network.name!r}: {why}, so its LoRA is fitted over activations; "
+                                "give prompts (--prompts FILE)")
         method, prompt_count = "fit", len(prompts)
         moments = fitting.collect(pipe, network, multiplier, targets, prompts, steps, seed, on_prompt)
         deltas = fitting.fitted_deltas(targets, moments)

@@ -23,7 +23,7 @@ from .deltas import SIDES, LayerDelta
 from .targets import Target
 
 HOLD_OUT_EVERY = 5  # prompt i is held out when i % 5 == 4 (with at least 5 prompts)
-RIDGE = 1e-6  # relative to the mean input energy: keeps the solve defined on degenerate inputs
+RIDGE = 1e-9  # relative to the mean input energy: keeps the solve defined on degenerate inputs
 
 
 @dataclass

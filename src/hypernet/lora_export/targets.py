@@ -69,10 +69,19 @@ class Target:
     norm: LayerNormShape | None  # the LayerNorm its inputs leave, when known
 
     def projection(self, side: str) -> nn.Linear:
-        return getattr(self.attention, side)
+        return _plain_linear(getattr(self.attention, side))
 
     def can_fold(self) -> bool:
         return self.norm is not None and self.norm.condition <= MAX_FOLD_CONDITION
+
+
+def _plain_linear(module) -> nn.Linear | None:
+    """The layer itself, or the base layer under a peft LoRA wrapper (adapters loaded into
+    the pipeline change nothing here: the export is against the base weights)."""
+    if isinstance(module, nn.Linear):
+        return module
+    base = getattr(module, "base_layer", None)
+    return base if isinstance(base, nn.Linear) else None
 
 
 def _shape_of(norm) -> LayerNormShape | None:
@@ -109,14 +118,12 @@ def find_targets(unet, sizes, text_norm=None) -> list[Target]:
     """The attention layers of `unet` whose to_k width is one of `sizes`, in module order."""
     targets = []
     for name, module in unet.named_modules():
-        to_k, to_v = getattr(module, "to_k", None), getattr(module, "to_v", None)
-        if to_k is None or not hasattr(module, "processor"):
+        if getattr(module, "to_k", None) is None or not hasattr(module, "processor"):
             continue
-        if not isinstance(to_k, nn.Linear) or not isinstance(to_v, nn.Linear):
-            raise HypernetError(
-                f"attention {name}: to_k/to_v are not plain Linear layers (a LoRA loaded, or fused projections?); "
-                "export from a pipeline without LoRAs"
-            )
+        to_k, to_v = _plain_linear(module.to_k), _plain_linear(getattr(module, "to_v", None))
+        if to_k is None or to_v is None:
+            raise HypernetError(f"attention {name}: to_k/to_v are not Linear layers (fused projections?); "
+                                "call unet.unfuse_qkv_projections() first")
         width = int(to_k.in_features)
         if width not in sizes:
             continue
