@@ -49,8 +49,8 @@ def register(sub) -> None:
     parser.add_argument("--format", choices=["kohya", "diffusers"], default="kohya",
                         help="key layout: kohya (webui, ComfyUI, Forge, InvokeAI, diffusers) or diffusers (peft)")
     parser.add_argument("--value-offset", choices=["fold", "drop"], default="fold",
-                        help="the constant the network adds to the values: folded exactly where inputs leave a "
-                             "LayerNorm (default), or dropped")
+                        help="linear networks: the constant they add to the values is folded exactly where inputs "
+                             "leave a LayerNorm (default), or dropped")
     parser.add_argument("--prompts", default=None, metavar="FILE",
                         help="prompts (one per line) whose activations fit a non-linear network (or any, with --fit); default with the "
                              "embedded model: its world's captions")

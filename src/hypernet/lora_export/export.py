@@ -14,7 +14,7 @@ from ..fileio import sha256
 from ..network import Hypernetwork
 from . import fit as fitting
 from .deltas import exact_deltas, is_affine
-from .files import lora_tensors, resolve_dtype, write_lora
+from .files import check_output, layout_writer, lora_tensors, resolve_dtype, write_lora
 from .lowrank import check_rank_request, factorize
 from .targets import find_targets, text_layer_norm
 
@@ -105,6 +105,8 @@ def export_lora(pipe, network: Hypernetwork, path, *, multiplier: float = 1.0, r
     `base_model` (a `ModelInfo`) names the model in the file's metadata.
     """
     check_rank_request(rank, error)
+    check_output(path)
+    layout_writer(layout)
     if not math.isfinite(multiplier):
         raise HypernetError(f"multiplier {multiplier} must be a finite number")
     torch_dtype = resolve_dtype(dtype)

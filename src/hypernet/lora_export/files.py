@@ -72,13 +72,18 @@ def lora_tensors(layout: str, factors: dict[str, tuple[torch.Tensor, torch.Tenso
     return tensors
 
 
+def check_output(path) -> Path:
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise HypernetError(f"{path}: a LoRA is written as .safetensors; name the file so")
+    return path
+
+
 def write_lora(path, tensors: dict, metadata: dict[str, str]) -> int:
     """Write atomically; returns the file's size in bytes."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise HypernetError(f"{path}: a LoRA is written as .safetensors; name the file so")
+    path = check_output(path)
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata={**metadata, FORMAT_KEY: FORMAT_VERSION})
     return os.path.getsize(path)
