@@ -1,4 +1,5 @@
-"""A plain description of a hypernetwork file, for `hypernet inspect` and the library."""
+"""A plain description of a hypernetwork file (or of a LoRA file, e.g. one `hypernet
+export-lora` wrote), for `hypernet inspect` and the library."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ from .formats import detect_format, load, read_optimizer_state, sidecar_path
 
 
 def inspect_file(path) -> dict:
-    """Everything a user asks about a file, as JSON-able values."""
+    """Everything a user asks about a file, as JSON-able values (`kind` "lora" for a LoRA)."""
     path = Path(path)
+    if detect_format(path) == "safetensors":
+        from .lora_export import describe_lora
+
+        lora = describe_lora(path)
+        if lora is not None:
+            return lora
     network = load(path)
     metadata = network.metadata
     optimizer = None
@@ -59,7 +66,42 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
+def _table(rows) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def format_lora_description(info: dict) -> str:
+    rows = [
+        ("file", info["path"]),
+        ("format", f"LoRA ({info['layout']} layout)"),
+        ("modules", str(info["modules"])),
+        ("ranks", ", ".join(map(str, info["ranks"])) or "none"),
+        ("size on disk", f"{human_bytes(info['bytes_on_disk'])} ({info['bytes_on_disk']:,} bytes)"),
+    ]
+    export = info["export"]
+    if export:
+        fit = export.get("fit_error") or {}
+        base = export.get("base_model") or {}
+        rank = export.get("rank") or {}
+        rows += [
+            ("exported from", f"{export.get('source_name')} (sha256 {export.get('source_sha256')})"),
+            ("multiplier", str(export.get("multiplier"))),
+            ("method", str(export.get("method"))),
+            ("rank asked", str(rank.get("requested"))),
+            ("fit error", f"max {fit.get('max', 0):.2e}, mean {fit.get('mean', 0):.2e} on {fit.get('measured_on')}"
+                          + (f", {fit['prompts']} prompts" if fit.get("prompts") else "")),
+            ("base model", f"{base.get('name')}" + (f" [{base['hash']}]" if base.get("hash") else "")),
+            ("note", str(export.get("note"))),
+        ]
+    elif info["other_metadata"]:
+        rows += [(key, value if len(value) <= 80 else value[:77] + "...") for key, value in sorted(info["other_metadata"].items())]
+    return _table(rows)
+
+
 def format_description(info: dict) -> str:
+    if info.get("kind") == "lora":
+        return format_lora_description(info)
     trained_on = info["sd_checkpoint_name"] or "unknown"
     if info["sd_checkpoint"]:
         trained_on += f" [{info['sd_checkpoint']}]"
@@ -88,5 +130,4 @@ def format_description(info: dict) -> str:
     ]
     if info["optional_info"]:
         rows.append(("info", info["optional_info"]))
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+    return _table(rows)

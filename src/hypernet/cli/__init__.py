@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "create",
     "inspect",
     "convert",
+    "export_lora",
     "train",
     "prompt",
     "serve",

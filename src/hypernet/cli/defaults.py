@@ -22,3 +22,15 @@ def toy_model_loader() -> DefaultModel:
         return ModelInfo(name=TOY_MODEL_NAME, hash=model_info(shipped_model_folder()).hash)
 
     return DefaultModel(load=lambda dtype: load_toy_pipeline(dtype=dtype), info=info)
+
+
+def toy_prompts(count: int = 40, seed: int = 0) -> list[str]:
+    """Prompts of the embedded model's world (its training captions' combinations, in the
+    canonical wording, a seeded choice): what a LoRA export fits a non-linear network on."""
+    import random
+
+    from ..toy import world
+
+    combinations = world.training_combinations()
+    random.Random(seed).shuffle(combinations)
+    return [world.plain_prompt(*combination) for combination in combinations[:count]]

@@ -1,4 +1,4 @@
-"""`hypernet inspect`: what a hypernetwork file holds."""
+"""`hypernet inspect`: what a hypernetwork file (or a LoRA file) holds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from ..inspection import format_description, inspect_file
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("inspect", help="show a hypernetwork file's structure and metadata", description=__doc__)
+    parser = sub.add_parser("inspect", help="show a hypernetwork (or LoRA) file's structure and metadata", description=__doc__)
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
