@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import HypernetError
 from .generate import DEFAULT_LIBRARY
+from .options import fraction
 
 
 def _rank(text: str) -> int:
@@ -23,16 +24,7 @@ def _rank(text: str) -> int:
     return value
 
 
-def _error(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"relative error {text!r} must be a number, e.g. 0.01") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"relative error {value} must be at least 0 and below 1")
-    return value
+_error = fraction("relative error", "0.01")
 
 
 def register(sub) -> None:

@@ -29,3 +29,19 @@ def integer_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r} holds no integers")
     return values
+
+
+def fraction(what: str, example: str):
+    """A parser of numbers in [0, 1) for `what` ("probability", "relative error"), whose
+    error names the value and gives `example`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} must be a number, e.g. {example}") from None
+        if not 0 <= value < 1:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} must be at least 0 and below 1")
+        return value
+
+    return parse

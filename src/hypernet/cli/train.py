@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import HypernetError
 from ..training.results import StopReason
+from .options import fraction
 
 DEFAULT_LIBRARY = "models/hypernetworks"
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
@@ -27,14 +28,7 @@ def _size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
-    return value
+_probability = fraction("probability", "0.1")
 
 
 def register(sub) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..network import Hypernetwork, HypernetworkModule
 from .targets import Target
@@ -47,20 +46,10 @@ class LayerDelta:
 
 
 def affine_map(module: HypernetworkModule) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(A, a) with mlp(x) = A x + a at inference, or None when the MLP is not affine."""
-    matrix = offset = None
-    for layer in module.linear:
-        if isinstance(layer, (nn.Identity, nn.Dropout)):
-            continue
-        if not isinstance(layer, nn.Linear):
-            return None
-        weight = layer.weight.detach().to(torch.float64).cpu()
-        bias = layer.bias.detach().to(torch.float64).cpu() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
-        matrix = weight if matrix is None else weight @ matrix
-        offset = bias if offset is None else weight @ offset + bias
-    if matrix is None:
-        return None
-    return matrix, offset
+    """(A, a) with mlp(x) = A x + a at inference (float64, on the CPU), or None when the
+    MLP is not affine: `HypernetworkModule.affine`, which the folding shares."""
+    parts = module.affine()
+    return None if parts is None else (parts[0].cpu(), parts[1].cpu())
 
 
 def is_affine(network: Hypernetwork) -> bool:
