@@ -134,12 +134,16 @@ class FoldCache:
                                                for m, v in parts)
         dtype = weights[0].dtype
         entry = ((weight_k @ matrix_k).to(dtype), (weight_v @ matrix_v).to(dtype), weight_o @ (weight_v @ vector_v))
+        for old in [old for old in self._entries if old[0] is network and old[-1] != key[-1]]:
+            self._forget(old)  # the network changed since (a training run's previews): never used again
         self._entries[key] = entry
         self._bytes += sum(t.numel() * t.element_size() for t in entry)
         while self._bytes > self.limit_bytes and len(self._entries) > 1:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= sum(t.numel() * t.element_size() for t in evicted)
+            self._forget(next(iter(self._entries)))
         return entry
+
+    def _forget(self, key) -> None:
+        self._bytes -= sum(t.numel() * t.element_size() for t in self._entries.pop(key))
 
     def clear(self) -> None:
         self._entries.clear()

@@ -119,6 +119,22 @@ def test_a_network_changed_in_place_is_folded_again(unet):
                                outputs(unet, [(network, 1.0)], inputs, False), rtol=0, atol=5e-5)
 
 
+def test_the_fold_cache_keeps_one_version_of_a_network(unet):
+    """A network trained between previews gets new products; the stale ones are dropped."""
+    from hypernet.folding import FoldCache
+
+    network = strong(ALL, 1)
+    cache = FoldCache()
+    inputs = unet_inputs()
+    for _ in range(3):
+        with torch.no_grad(), attention.activate(unet, [(network, 1.0)], cache=cache):
+            run(unet, inputs)
+        with torch.no_grad():
+            network.pair(SELF_SIZES[0])[0].linear[0].weight.add_(0.01)
+    layers = len([m for m in unet.modules() if hasattr(m, "to_k")])
+    assert len(cache._entries) == layers
+
+
 def test_a_network_in_training_mode_never_folds(unet):
     """Training takes gradients through the MLPs: folding would cut them off."""
     network = strong(ALL, 1).train()
