@@ -149,3 +149,31 @@ def test_two_processes_make_the_same_files_pixels_and_index_as_one(single, tmp_p
     assert (shared / "index.jsonl").read_text() == (single / "index.jsonl").read_text()
     for name in EXPECTED:
         assert numpy.array_equal(numpy.asarray(Image.open(single / name)), numpy.asarray(Image.open(shared / name)))
+
+
+@pytest.mark.slow
+@pytest.mark.needs_toy_model
+def test_a_real_two_process_run_under_torchrun_matches_one_process(single, tmp_path):
+    """`accelerate launch --multi_gpu` starts its processes the same way (torch.distributed.run);
+    on CPUs accelerate runs one process unless given an MPI host file, so torchrun it is."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import hypernet
+
+    (tmp_path / "prompts.txt").write_text(PROMPTS)
+    environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+    source = str(Path(hypernet.__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [source, environment.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "hypernet", "generate",
+               "--from-file", "prompts.txt", "--seed", "1", "--steps", "2", "--size", "32x32", "--quiet", "--out", "out",
+               "--hypernet-dir", "empty-library"]
+    finished = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "process 0 of 2:" in finished.stderr and "process 1 of 2:" in finished.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("*.png")) == EXPECTED
+    assert (out / "index.jsonl").read_text() == (single / "index.jsonl").read_text()
+    assert all((out / name).read_bytes() == (single / name).read_bytes() for name in EXPECTED)
