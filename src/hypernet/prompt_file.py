@@ -222,11 +222,14 @@ def pending(items: list[WorkItem], folder) -> list[WorkItem]:
     return [item for item in items if not all((folder / name).exists() for name in item.names)]
 
 
-def check_requests(lines: list[PromptLine], native_size: int, multiple: int, source: str = "prompts") -> None:
-    """Every line's request checked before any image is made, errors naming the line."""
+def check_requests(generator, lines: list[PromptLine], source: str = "prompts") -> None:
+    """Every line's request (sizes, steps, seeds, network tags) checked with `generator`
+    before any image is made, errors naming the line."""
+    multiple = max(8, generator.pipe.vae_scale_factor)
     for entry in lines:
         try:
-            entry.request.validated(native_size, multiple)
+            entry.request.validated(generator.native_size, multiple)
+            generator.resolve_networks(entry.request.prompt, entry.request.negative_prompt)
         except HypernetError as error:
             raise HypernetError(f"{source}, line {entry.line}: {error}") from None
 

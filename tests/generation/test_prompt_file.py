@@ -134,6 +134,19 @@ def test_a_file_run_writes_named_images_and_an_index_and_a_rerun_skips_them(sing
 
 
 @pytest.mark.needs_toy_model
+def test_every_line_is_checked_before_the_first_image(tmp_path, capsys):
+    from hypernet.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n\n--prompt \"a cat <hypernet:nosuch:1>\" --seed 2\n")
+    code = main(["generate", "--from-file", str(prompts), "--steps", "2", "--size", "32x32", "--quiet",
+                 "--out", str(tmp_path / "out"), "--hypernet-dir", str(tmp_path / "empty-library")])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{prompts}, line 3: " in error and "nosuch" in error and len(error.splitlines()) == 1
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+@pytest.mark.needs_toy_model
 def test_two_processes_make_the_same_files_pixels_and_index_as_one(single, tmp_path, capsys, monkeypatch):
     import numpy
     from PIL import Image

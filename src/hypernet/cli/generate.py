@@ -159,7 +159,7 @@ def run_from_file(args) -> int:
                                lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
                                default_model=toy_model_loader(), fold=args.fold, memory_limit=args.max_memory)
     native = generator.native_size
-    check_requests(lines, native, max(8, generator.pipe.vae_scale_factor), source=args.from_file)
+    check_requests(generator, lines, source=args.from_file)
 
     def on_image(path, result) -> None:
         print(f"{path}  seed {result.seed}", flush=True)
