@@ -105,6 +105,10 @@ def parse_prompt_file(text: str, defaults: Request, source: str = "prompts") -> 
             request = dataclasses.replace(defaults, **_options(line, where))
         else:
             request = dataclasses.replace(defaults, prompt=line)
+        for label, value in (("steps", request.steps), ("batch size", request.batch_size),
+                             ("batch count (n_iter)", request.batch_count)):
+            if value < 1:
+                raise HypernetError(f"{where}: {label} must be at least 1 (got {value})")
         if request.seed is None or request.seed < 0:
             request = dataclasses.replace(request, seed=line_seed(number, line))
         lines.append(PromptLine(number, request))
@@ -115,7 +119,7 @@ def parse_prompt_file(text: str, defaults: Request, source: str = "prompts") -> 
 
 def read_prompt_file(path, defaults: Request) -> list[PromptLine]:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is not part of line 1
     except UnicodeDecodeError:
         raise HypernetFileError(path, "is not UTF-8 text") from None
     except OSError as error:

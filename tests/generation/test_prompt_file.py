@@ -34,6 +34,7 @@ def test_option_lines_override_the_defaults_with_the_webui_keys():
     ("--cfg_scale", "line 2: --cfg_scale needs a value"),
     ('--prompt "unclosed', "line 2: cannot be split into options"),
     ("--sampler_name Eulr", "line 2: --sampler_name: unknown sampler 'Eulr'; valid names: Euler a"),
+    ("--prompt a --n_iter 0", "line 2: batch count (n_iter) must be at least 1 (got 0)"),
     ("--prompt a stray", None),
 ])
 def test_bad_option_lines_name_the_line_and_the_key(line, message):
@@ -190,3 +191,12 @@ def test_a_real_two_process_run_under_torchrun_matches_one_process(single, tmp_p
     assert sorted(p.name for p in out.glob("*.png")) == EXPECTED
     assert (out / "index.jsonl").read_text() == (single / "index.jsonl").read_text()
     assert all((out / name).read_bytes() == (single / name).read_bytes() for name in EXPECTED)
+
+
+def test_a_missing_file_or_a_mix_of_prompt_sources_is_a_one_line_error(tmp_path, capsys):
+    from hypernet.cli import main
+
+    assert main(["generate", "--from-file", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"hypernet generate: error: {tmp_path / 'nope.txt'}: cannot be read (No such file or directory)\n"
+    assert main(["generate", "a cat", "--from-file", str(tmp_path / "nope.txt")]) == 2
+    assert "not several" in capsys.readouterr().err
