@@ -68,6 +68,10 @@ def register(sub) -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--batch-count", type=int, default=1)
     parser.add_argument("--from-png", default=None, metavar="FILE", help="reproduce an image from its PNG infotext")
+    parser.add_argument("--from-file", default=None, metavar="FILE",
+                        help="prompts from a file, one per line, or webui-style option lines (--prompt \"a cat\" --steps 10); "
+                        "files L0003-I00-SEED.png and index.jsonl; a re-run skips what exists; "
+                        "under accelerate launch / torchrun the lines are shared between processes")
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -78,6 +82,10 @@ def run(args) -> int:
     from ..loading import load_generator
     from .defaults import toy_model_loader
 
+    if args.from_file:
+        if args.prompt or args.from_png:
+            raise HypernetError("give prompts either as arguments, with --from-png or with --from-file, not several")
+        return run_from_file(args)
     if args.from_png:
         from ..infotext import read_png_infotext
 
@@ -121,6 +129,73 @@ def run(args) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def run_from_file(args) -> int:
+    from ..fileio import make_folder
+    from ..loading import load_generator
+    from ..prompt_file import (check_requests, pending, plan, read_prompt_file, run_items, shard,
+                               shard_from_environment, write_index)
+    from ..request import Request
+    from .defaults import toy_model_loader
+
+    width, height = args.size or (None, None)
+    defaults = Request(prompt="", negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg, seed=args.seed,
+                       width=width, height=height, sampler=args.sampler, schedule=args.schedule,
+                       batch_size=args.batch_size, batch_count=args.batch_count)
+    lines = read_prompt_file(args.from_file, defaults)
+    items = plan(lines)
+    rank, world_size = shard_from_environment()
+    mine = shard(items, rank, world_size)
+    folder = make_folder(args.out)
+    who = f"process {rank} of {world_size}: " if world_size > 1 else ""
+    if not pending(mine, folder) and all(e.request.width and e.request.height for e in lines):
+        write_index(folder, items, None)  # all done: no model to load
+        print(f"hypernet generate: {who}skipped {_images(sum(len(i.names) for i in mine))} already in {folder}",
+              file=sys.stderr)
+        return 0
+    generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family,
+                               device=args.device or _process_device(world_size), progress=not args.quiet,
+                               lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
+                               default_model=toy_model_loader(), fold=args.fold, memory_limit=args.max_memory)
+    native = generator.native_size
+    check_requests(generator, lines, source=args.from_file)
+
+    def on_image(path, result) -> None:
+        print(f"{path}  seed {result.seed}", flush=True)
+
+    written = skipped = 0
+    try:
+        with StopRequests("hypernet generate") as stop:
+            written, skipped = run_items(generator, mine, folder, on_image=on_image, should_stop=lambda: stop.requested,
+                                         source=args.from_file, progress=not args.quiet)
+    except KeyboardInterrupt:
+        stop.requested = True
+    index = write_index(folder, items, native)
+    if skipped:
+        print(f"hypernet generate: {who}skipped {_images(skipped)} already in {folder}",
+              file=sys.stderr)
+    if stop.requested:
+        print(f"hypernet generate: {who}interrupted; {_images(written)} written to {folder}; "
+              "run the same command again to go on", file=sys.stderr)
+        return 130
+    print(f"hypernet generate: {who}{_images(written)} written; index {index}", file=sys.stderr)
+    return 0
+
+
+def _images(count: int) -> str:
+    return f"{count} image{'' if count == 1 else 's'}"
+
+
+def _process_device(world_size: int):
+    """One GPU per process when launched as several (cuda:LOCAL_RANK); None otherwise."""
+    import os
+
+    import torch
+
+    if world_size > 1 and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    return None
 
 
 class StopRequests:
