@@ -46,15 +46,18 @@ def split_name(name: str, schedule: str | None = None) -> tuple[str, str]:
     also how the webui v1.10 writes Sampler and Schedule type in infotext."""
     text = " ".join(name.split())
     base, found = text, "Automatic"
-    for candidate in SCHEDULES:
-        if candidate != "Automatic" and text.endswith(" " + candidate):
+    for candidate in SCHEDULES:  # names match without regard to case, as the webui looks them up
+        if candidate != "Automatic" and text.lower().endswith(" " + candidate.lower()):
             base, found = text[: -len(candidate) - 1], candidate
     matches = [key for key in SAMPLERS if key.lower() == base.lower()]
     if not matches:
         valid = ", ".join(list(SAMPLERS) + [f"{b} Karras" for b in SAMPLERS if _supports(b, "Karras")][:4]) + ", ..."
         raise HypernetError(f"unknown sampler {name!r}; valid names: {valid}")
-    if schedule is not None and schedule not in SCHEDULES:
-        raise HypernetError(f"unknown schedule type {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    if schedule is not None:
+        known = [candidate for candidate in SCHEDULES if candidate.lower() == schedule.lower()]
+        if not known:
+            raise HypernetError(f"unknown schedule type {schedule!r}; valid: {', '.join(SCHEDULES)}")
+        schedule = known[0]
     chosen = schedule if schedule not in (None, "Automatic") else found
     return matches[0], chosen
 

@@ -82,3 +82,17 @@ def test_refreshing_embeddings_from_another_thread_never_breaks_encoding(generat
     finally:
         stop.set()
         worker.join()
+
+
+@pytest.mark.parametrize("name, schedule, expected", [
+    ("dpm++ 2m karras", None, ("DPM++ 2M", "Karras")),
+    ("DPM++ 2M KARRAS", None, ("DPM++ 2M", "Karras")),
+    ("euler a", "karras", ("Euler a", "Karras")),
+    ("DPM++ 2M", None, ("DPM++ 2M", "Automatic")),
+])
+def test_sampler_and_schedule_names_match_without_regard_to_case(name, schedule, expected):
+    from hypernet.samplers import split_name
+
+    assert split_name(name, schedule) == expected
+    with pytest.raises(HypernetError, match="unknown schedule type"):
+        split_name(name, "Karrass")
