@@ -1,8 +1,8 @@
 """Affine hypernetworks folded into the attention weights they feed.
 
 A hypernetwork module with the `linear` activation and no LayerNorm (the webui's default,
-and most files in circulation) is an affine map in eval mode: `x -> x + m (A x + a)`. A
-chain of them is affine too, `x -> M x + c`, so for one attention layer
+and most files in circulation) is an affine map in eval mode: `x -> x + m (A x + a)`,
+`M x + c` with `M = I + m A`, `c = m a`. So for one attention layer
 
     keys   = W_k (M_k x + c_k)  ->  (W_k M_k) x + W_k c_k
     values = W_v (M_v x + c_v) + b_v  ->  (W_v M_v) x + b_v + W_v c_v
@@ -81,28 +81,6 @@ def foldable_layer(attention) -> FoldableLayer | None:
     return FoldableLayer(attention, to_k, to_v, to_out)
 
 
-def chain_affine(networks, width: int, device) -> tuple | None:
-    """`(M_k, c_k, M_v, c_v)` (float64) of the chain for inputs of `width`, or None when a
-    network that has this width is not affine (or none has it)."""
-    maps = [None, None]  # per branch: (M, c); None = identity so far
-    for network, multiplier in networks:
-        pair = network.pair(width)
-        if pair is None:
-            continue
-        for branch, module in enumerate(pair):
-            parts = module.affine()
-            if parts is None:
-                return None
-            matrix, vector = (part.to(device) for part in parts)
-            step = torch.eye(width, dtype=torch.float64, device=device) + multiplier * matrix
-            if maps[branch] is None:
-                maps[branch] = (step, multiplier * vector)
-            else:
-                previous_matrix, previous_vector = maps[branch]
-                maps[branch] = (step @ previous_matrix, step @ previous_vector + multiplier * vector)
-    return None if maps[0] is None else (*maps[0], *maps[1])
-
-
 def _tensor_key(parameter) -> tuple:
     return id(parameter), parameter.data_ptr(), parameter._version, parameter.dtype, parameter.device
 
@@ -151,30 +129,26 @@ class FoldCache:
 
 
 def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | None:
-    """(to_k weight, to_v weight, to_out bias) with the chain folded in, in the weights'
-    dtype (computed in fp32), or None when the chain does not fold at this layer."""
+    """(to_k weight, to_v weight, to_out bias) with the network folded in, in the weights'
+    dtype (computed in fp32), or None when it does not fold at this layer.
+
+    Only a layer that one network of the chain reaches folds: `W + m W A` then costs
+    additions for any multiplier, once `W A` is known. Two networks on one width would
+    need the product of their maps for every multiplier pair (a d³ product per layer on
+    each strength change), so such layers run the MLPs, as before folding existed."""
     active = [(network, multiplier) for network, multiplier in networks if network.pair(layer.width) is not None]
-    if not active:
+    if len(active) != 1:
+        return None
+    network, multiplier = active[0]
+    products = cache.products(network, layer, network.pair(layer.width))
+    if products is None:
         return None
     base_k, base_v = original(layer.to_k.weight), original(layer.to_v.weight)
     base_bias = original(layer.to_out.bias)
-    dtype = base_k.dtype
-    if len(active) == 1:
-        network, multiplier = active[0]
-        products = cache.products(network, layer, network.pair(layer.width))
-        if products is None:
-            return None
-        product_k, product_v, product_bias = products
-        return (torch.add(base_k.detach().float(), product_k.float(), alpha=multiplier).to(dtype),
-                torch.add(base_v.detach().float(), product_v.float(), alpha=multiplier).to(dtype),
-                torch.add(base_bias.detach().float(), product_bias, alpha=multiplier).to(base_bias.dtype))
-    maps = chain_affine(active, layer.width, base_k.device)
-    if maps is None:
-        return None
-    matrix_k, _, matrix_v, vector_v = (part.float() for part in maps)
-    weight_k, weight_v, weight_o = (w.detach().float() for w in (base_k, base_v, original(layer.to_out.weight)))
-    return ((weight_k @ matrix_k).to(dtype), (weight_v @ matrix_v).to(dtype),
-            (base_bias.detach().float() + weight_o @ (weight_v @ vector_v)).to(base_bias.dtype))
+    product_k, product_v, product_bias = products
+    return (torch.add(base_k.detach().float(), product_k.float(), alpha=multiplier).to(base_k.dtype),
+            torch.add(base_v.detach().float(), product_v.float(), alpha=multiplier).to(base_v.dtype),
+            torch.add(base_bias.detach().float(), product_bias, alpha=multiplier).to(base_bias.dtype))
 
 
 def _swap(linear: nn.Linear, name: str, tensor: torch.Tensor, restore: list) -> None:
