@@ -181,8 +181,12 @@ def run(args) -> int:
 
     from accelerate import Accelerator
 
+    import torch
+
     device = args.device
-    accelerator = Accelerator(cpu=device == "cpu")
+    # On a machine without CUDA, accelerate forms a process group (gloo) only when told
+    # cpu=True; otherwise every process of `torchrun` would train alone, on its own.
+    accelerator = Accelerator(cpu=device == "cpu" or (device is None and not torch.cuda.is_available()))
     if accelerator.num_processes > 1 or device is None:
         device = str(accelerator.device)
     default_model = toy_model_loader()
