@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 
 from ..errors import HypernetError
+from .signals import signals_stop
 from ..samplers import DEFAULT_SAMPLER
 
 DEFAULT_LIBRARY = "models/hypernetworks"
@@ -113,17 +113,18 @@ def run(args) -> int:
 
     def on_result(result) -> None:  # each image is on disk as soon as it is decoded
         print(f"{writer.write(result)}  seed {result.seed}", flush=True)
-        control.interrupted = stop.requested  # a first Ctrl-C: no further batch starts
+        control.interrupted = stop.is_set()  # a first Ctrl-C: no further batch starts
 
+    stop = threading.Event()
     try:
-        with StopRequests("hypernet generate") as stop:
+        with signals_stop(stop, what="the image in progress"):
             for request in requests:
-                if stop.requested:
+                if stop.is_set():
                     break
                 generator.generate(request, progress=not args.quiet, on_result=on_result, control=control)
     except KeyboardInterrupt:
-        stop.requested = True
-    if stop.requested:
+        stop.set()
+    if stop.is_set():
         count = len(writer.written)
         print(f"hypernet generate: interrupted; {count} image{'' if count == 1 else 's'} written to {writer.folder}",
               file=sys.stderr)
@@ -165,17 +166,18 @@ def run_from_file(args) -> int:
         print(f"{path}  seed {result.seed}", flush=True)
 
     written = skipped = 0
+    stop = threading.Event()
     try:
-        with StopRequests("hypernet generate") as stop:
-            written, skipped = run_items(generator, mine, folder, on_image=on_image, should_stop=lambda: stop.requested,
+        with signals_stop(stop, what="the image in progress"):
+            written, skipped = run_items(generator, mine, folder, on_image=on_image, should_stop=stop.is_set,
                                          source=args.from_file, progress=not args.quiet)
     except KeyboardInterrupt:
-        stop.requested = True
+        stop.set()
     index = write_index(folder, items, native)
     if skipped:
         print(f"hypernet generate: {who}skipped {_images(skipped)} already in {folder}",
               file=sys.stderr)
-    if stop.requested:
+    if stop.is_set():
         print(f"hypernet generate: {who}interrupted; {_images(written)} written to {folder}; "
               "run the same command again to go on", file=sys.stderr)
         return 130
@@ -196,30 +198,3 @@ def _process_device(world_size: int):
     if world_size > 1 and torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
     return None
-
-
-class StopRequests:
-    """Ctrl-C (SIGINT) while inside: the first asks to stop once the image in progress is
-    written (`requested` turns True), a second stops at once (KeyboardInterrupt).
-    Outside the main thread, where no handler can be set, Ctrl-C behaves as usual."""
-
-    def __init__(self, command: str):
-        self.command = command
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(f"{self.command}: stopping after the image in progress (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    def __enter__(self) -> "StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

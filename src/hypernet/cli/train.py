@@ -6,8 +6,6 @@ every checkpoint, preview, the loss CSV and plot go to the run folder."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 from ..errors import HypernetError
 from ..training.results import StopReason
 from .options import fraction
+from .signals import signals_stop
 
 DEFAULT_LIBRARY = "models/hypernetworks"
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
@@ -134,35 +133,6 @@ def config_from_args(args):
         precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
         save_optimizer_state=not args.no_optimizer_state, tensorboard=args.tensorboard,
     )
-
-
-@contextlib.contextmanager
-def signals_stop(stop: threading.Event, say=None):
-    """Inside the block, SIGTERM and a first Ctrl-C set `stop` (the run ends after the
-    current step and saves); a second Ctrl-C raises KeyboardInterrupt (stop at once).
-    Only the command line owns signals; the previous handlers come back on exit. A SIGINT
-    the shell ignores (a background job) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
-
-    def interrupt(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        say("stopping after the current step (press Ctrl-C again to stop at once)")
-
-    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    previous_int = signal.getsignal(signal.SIGINT)
-    if previous_int is signal.default_int_handler:
-        signal.signal(signal.SIGINT, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        if previous_int is signal.default_int_handler:
-            signal.signal(signal.SIGINT, previous_int)
 
 
 def run(args) -> int:
