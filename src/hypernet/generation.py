@@ -121,11 +121,9 @@ class Generator:
         Unlike the webui, tags in the negative prompt are honoured too (they join after
         the positive prompt's), an unknown name is an error naming the closest existing
         names, and a bad multiplier is an error pointing at the tag."""
-        from .prompt import extract_networks_pair, split_and, strip_comments
+        from .prompt import extract_networks_pair, strip_comments
 
         text, negative_text, tags = extract_networks_pair(strip_comments(prompt), strip_comments(negative_prompt))
-        if len(split_and(text)) > 1:
-            self.warnings.append("AND (composable diffusion) is not supported yet: the prompt is encoded as one text")
         hypernetworks, loras = [], []
         for kind, name, multiplier in tags:
             if kind == "lora":
@@ -177,32 +175,84 @@ class Generator:
         With `control`, another thread can follow the steps and interrupt or skip."""
         request = request.validated(self.native_size, max(8, self.pipe.vae_scale_factor))
         self.check_memory(request)
-        text, negative_text, named, loras = self.resolve_networks(request.prompt, request.negative_prompt)
-        chain = [(network, multiplier) for _, network, multiplier in named] + list(networks)
-        labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
-        scheduler = make_scheduler(request.sampler, self.pipe.scheduler.config, request.schedule)
+        first = self._prompted(request.prompt, request.negative_prompt, networks)
+        second = None
+        if request.hires is not None:
+            second = self._prompted(request.hires.prompt or request.prompt,
+                                    request.hires.negative_prompt or request.negative_prompt, networks)
         control = control or Control()
         results = []
-        original_scheduler = self.pipe.scheduler
-        try:
-            with self.loras.activate(loras), attention.activate(self.pipe.unet, chain, fold=self.fold,
-                                                                            cache=self._fold_cache):
-                for batch in range(request.batch_count):
-                    if control.interrupted:
-                        break
-                    control.skipped = False
-                    seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
-                    description = f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling"
-                    images, steps_done = self._sample(text, negative_text, request, seeds, scheduler, progress,
-                                                      description, control, batch, chain)
-                    for position, (image, seed) in enumerate(zip(images, seeds)):
-                        result = self._result(image, seed, request, labels, position, steps_done)
-                        results.append(result)
-                        if on_result is not None:
-                            on_result(result)
-        finally:
-            self.pipe.scheduler = original_scheduler
+        for batch in range(request.batch_count):
+            if control.interrupted:
+                break
+            control.skipped = False
+            seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
+            description = f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling"
+            images, steps_done = self._batch(request, seeds, first, second, progress, description, control, batch)
+            for position, (image, seed) in enumerate(zip(images, seeds)):
+                result = self._result(image, seed, request, first.labels, position, steps_done)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
         return results
+
+    def _prompted(self, prompt: str, negative_prompt: str, networks=()) -> "_Prompted":
+        text, negative_text, named, loras = self.resolve_networks(prompt, negative_prompt)
+        chain = tuple((network, multiplier) for _, network, multiplier in named) + tuple(networks)
+        labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
+        return _Prompted(text, negative_text, chain, labels, loras)
+
+    def _batch(self, request: Request, seeds, first: "_Prompted", second: "_Prompted | None", progress: bool,
+               description: str, control: Control, batch: int):
+        """(pictures, steps run) for one batch: the first pass (from noise, or from the
+        init picture), the hires pass when asked for, decoded and finished."""
+        from .latents import decode
+
+        pipe = self.pipe
+        settings = request.img2img
+        noise = self._noise(request, seeds, self._latent_shape(request.width, request.height))
+        prepared = start = condition = None
+        if settings is not None or self._inpainting_model:
+            from . import img2img
+
+            prepared = img2img.prepare(settings, request.width, request.height) if settings is not None else None
+            start = img2img.start(pipe, prepared, settings, len(seeds), noise) if prepared is not None else None
+            condition = img2img.inpaint_condition(pipe, prepared, len(seeds), (request.width, request.height))
+        with self.loras.activate(first.loras):
+            latents, done, complete = self._pass(request, first, seeds, noise, request.steps, request.cfg_scale,
+                                                 request.sampler, request.schedule, start, condition, progress,
+                                                 description, control, batch)
+        if request.hires is not None and complete:
+            from . import hires
+            from .sampling import Start
+
+            settings = request.hires
+            width, height = settings.target(request.width, request.height, max(8, pipe.vae_scale_factor))
+            with self.loras.activate(second.loras):
+                latents = hires.upscale(pipe, latents, settings, width, height)
+                noise = self._noise(request, seeds, self._latent_shape(width, height))
+                if self._inpainting_model:
+                    from .img2img import inpaint_condition
+
+                    condition = inpaint_condition(pipe, None, len(seeds), (width, height))
+                latents, done, complete = self._pass(
+                    request, second, seeds, noise, settings.steps or request.steps,
+                    request.cfg_scale if settings.cfg_scale is None else settings.cfg_scale,
+                    settings.sampler or request.sampler, request.schedule if settings.sampler is None else None,
+                    Start(latents, settings.denoising_strength), condition, progress, "hires", control, batch)
+        images = decode(pipe, latents, [torch.Generator("cpu").manual_seed(seed) for seed in seeds])
+        if prepared is not None:
+            images = [prepared.finish(image) for image in images]
+        return images, request.steps if complete else done
+
+    @property
+    def _inpainting_model(self) -> bool:
+        """A UNet that takes the mask and the masked picture besides the latents (9 channels)."""
+        return self.pipe.unet.config.in_channels != self.pipe.vae.config.latent_channels
+
+    def _latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        factor = self.pipe.vae_scale_factor
+        return self.pipe.vae.config.latent_channels, height // factor, width // factor
 
     def check_memory(self, request: Request, limit: MemoryLimit | None = None) -> None:
         """Raise `MemoryLimitError` when `request` would need more memory than `limit`
@@ -224,49 +274,51 @@ class Generator:
             noises.append(noise)
         return torch.stack(noises)
 
-    def _sample(self, text, negative_text, request: Request, seeds, scheduler, progress: bool, description: str,
-                control: Control, batch: int, chain=()):
+    def _pass(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int, cfg_scale: float, sampler: str,
+              schedule, start, condition, progress: bool, description: str, control: Control, batch: int):
+        """(latents, steps run, whether all ran) of one denoising pass over a batch."""
+        from .sampling import ImageJob, denoise
+
         pipe = self.pipe
-        device = pipe.unet.device
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        shape = (pipe.unet.config.in_channels, request.height // pipe.vae_scale_factor, request.width // pipe.vae_scale_factor)
-        latents = self._noise(request, seeds, shape).to(device, pipe.unet.dtype)
-        clip_skip = request.clip_skip or self.clip_skip
-        conditioning = self._conditioning(text, negative_text, request.steps, len(seeds), clip_skip)
-        cond, uncond = conditioning(0)
-        pipe.scheduler = scheduler
-        pipe.set_progress_bar_config(disable=not progress, desc=description, leave=False)
-        steps_done = 0
-
-        def on_step_end(pipe_, step, timestep, tensors):
-            nonlocal steps_done
-            steps_done = step + 1
-            if not torch.isfinite(tensors["latents"]).all():
-                raise NonFiniteError(self._non_finite_message(request, step + 1, chain))
-            if conditioning.changes and step + 1 < request.steps:
-                next_cond, next_uncond = conditioning(step + 1)
-                tensors["prompt_embeds"] = torch.cat([next_uncond, next_cond]) if request.cfg_scale > 1 else next_cond
-            if control.on_step is not None:
-                control.on_step(StepInfo(batch, request.batch_count, step + 1, request.steps, tensors["latents"]))
-            if control.interrupted or control.skipped:
-                pipe_._interrupt = True  # diffusers skips the remaining steps, then decodes
-            return tensors
-
+        scheduler = make_scheduler(sampler, pipe.scheduler.config, schedule)
+        encoder = self.prompt_encoder_for(request.clip_skip or self.clip_skip)
         with torch.no_grad():
-            output = pipe(
-                prompt_embeds=cond,
-                negative_prompt_embeds=uncond,
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale,
-                height=request.height,
-                width=request.width,
-                latents=latents,
-                generator=generators,
-                output_type="pil",
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["prompt_embeds", "latents"],
-            )
-        return output.images, steps_done
+            parts = encoder.composable_conditioning(prompted.text, steps)
+            negative = encoder.conditioning(prompted.negative_text, steps)
+            empty = encoder.empty()
+        jobs = [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
+                for index, seed in enumerate(seeds)]
+        pipe.set_progress_bar_config(disable=not progress, desc=description, leave=False)
+        bar = pipe.progress_bar(total=0)
+        total = 0
+
+        def on_step(index: int, count: int, latents: torch.Tensor) -> None:
+            nonlocal total
+            if bar.total != count:
+                bar.total = total = count
+                bar.refresh()
+            bar.update()
+            if not torch.isfinite(latents).all():
+                raise NonFiniteError(self._non_finite_message(request, index + 1, prompted.chain))
+            if control.on_step is not None:
+                control.on_step(StepInfo(batch, request.batch_count, index + 1, count, latents))
+
+        with bar, torch.no_grad():
+            latents, done = denoise(pipe.unet, scheduler, jobs, steps, self._guidance(cfg_scale, len(seeds)), empty,
+                                    start=start, condition=condition, fold=self.fold, cache=self._fold_cache,
+                                    on_step=on_step, stop=lambda: control.interrupted or control.skipped)
+        return latents, done, not (control.interrupted or control.skipped) or done >= total
+
+    def _guidance(self, cfg_scale: float, count: int):
+        from .sampling import Guidance
+
+        timestep_cond = None
+        if getattr(self.pipe.unet.config, "time_cond_proj_dim", None) is not None:  # LCM-distilled models
+            scale = torch.tensor(cfg_scale - 1).repeat(count)
+            timestep_cond = self.pipe.get_guidance_scale_embedding(
+                scale, embedding_dim=self.pipe.unet.config.time_cond_proj_dim).to(self.pipe.unet.device,
+                                                                                  self.pipe.unet.dtype)
+        return Guidance(cfg_scale, timestep_cond)
 
     @staticmethod
     def _non_finite_message(request: Request, step: int, chain) -> str:
@@ -279,24 +331,6 @@ class Generator:
                 "a hypernetwork in the prompt may be broken (check it with `hypernet inspect`), "
                 "or the model does not work in this precision")
         return f"sampling produced NaN or infinite values at step {step} of {request.steps}: {hint}. No image was made."
-
-    def _conditioning(self, text: str, negative_text: str, steps: int, count: int, clip_skip: int) -> "_Conditioning":
-        from .prompt.conditioning import conditioning_at, pad_cond_uncond, stack_conds
-
-        encoder = self.prompt_encoder_for(clip_skip)
-        dtype, device = self.pipe.unet.dtype, self.pipe.unet.device
-        with torch.no_grad():
-            positive = encoder.conditioning(text, steps)
-            negative = encoder.conditioning(negative_text, steps)
-            empty = encoder.empty()
-
-        def at(step: int):
-            cond = stack_conds([conditioning_at(positive, step)] * count)
-            uncond = stack_conds([conditioning_at(negative, step)] * count)
-            cond, uncond = pad_cond_uncond(cond, uncond, empty)  # diffusers batches both branches together
-            return cond.to(device, dtype), uncond.to(device, dtype)
-
-        return _Conditioning(at, changes=len(positive) > 1 or len(negative) > 1)
 
     def _result(self, image, seed: int, request: Request, labels, position: int, steps_done: int) -> Result:
         from .infotext import format_infotext
@@ -332,14 +366,15 @@ class Generator:
 
 
 @dataclass
-class _Conditioning:
-    """(cond, uncond) for a 0-based step; `changes` when prompt editing switches it."""
+class _Prompted:
+    """A prompt pair read for one pass: texts without tags, the hypernetwork chain, the
+    infotext labels of the networks, and the LoRA tags."""
 
-    at: Callable
-    changes: bool
-
-    def __call__(self, step: int):
-        return self.at(step)
+    text: str
+    negative_text: str
+    chain: tuple
+    labels: list
+    loras: list
 
 
 def _slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
