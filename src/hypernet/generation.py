@@ -346,6 +346,7 @@ class Generator:
             "Model hash": self.model.hash,
             "Model": self.model.name,
         }
+        parameters.update(img2img_fields(request))
         if request.batch_size > 1:
             parameters["Batch size"] = request.batch_size
             parameters["Batch pos"] = position
@@ -375,6 +376,43 @@ class _Prompted:
     chain: tuple
     labels: list
     loras: list
+
+
+def img2img_fields(request: Request) -> dict:
+    """The webui's infotext fields for img2img/inpainting and the hires fix."""
+    fields = {}
+    settings = request.img2img
+    if settings is not None:
+        fields["Denoising strength"] = settings.denoising_strength
+        if str(settings.resize_mode).lower() not in ("just resize", "0"):
+            fields["Resize mode"] = settings.resize_mode
+        if settings.mask is not None:
+            fields["Mask blur"] = settings.mask_blur
+            fields["Masked content"] = settings.masked_content
+            if settings.invert_mask:
+                fields["Mask mode"] = "Inpaint not masked"
+            if settings.only_masked:
+                fields["Inpaint area"] = "Only masked"
+                fields["Masked area padding"] = settings.only_masked_padding
+    hires = request.hires
+    if hires is not None:
+        fields["Denoising strength"] = hires.denoising_strength
+        if hires.resize_width or hires.resize_height:
+            fields["Hires resize"] = f"{hires.resize_width}x{hires.resize_height}"
+        else:
+            fields["Hires upscale"] = hires.scale
+        if hires.steps:
+            fields["Hires steps"] = hires.steps
+        fields["Hires upscaler"] = hires.upscaler
+        if hires.prompt and hires.prompt != request.prompt:
+            fields["Hires prompt"] = hires.prompt
+        if hires.negative_prompt and hires.negative_prompt != request.negative_prompt:
+            fields["Hires negative prompt"] = hires.negative_prompt
+        if hires.sampler:
+            fields["Hires sampler"], fields["Hires schedule type"] = split_name(hires.sampler)
+        if hires.cfg_scale is not None:
+            fields["Hires CFG Scale"] = hires.cfg_scale
+    return fields
 
 
 def _slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

@@ -31,35 +31,27 @@ class Prepared:
 
 
 def prepare(settings: Img2Img, width: int, height: int) -> Prepared:
-    image = pictures.flatten(settings.image)
+    """The webui's two inpaint areas: the whole picture resized to width x height, or
+    ("only masked") the mask's surroundings cropped, worked on at width x height and
+    pasted back into the original."""
     if settings.mask is None:
-        resized = pictures.resize_image(image, width, height, settings.resize_mode)
-        return Prepared(resized, None, lambda generated: generated)
-    mask = settings.mask.convert("L")
-    if mask.size != image.size:
-        mask = mask.resize(image.size)
+        return Prepared(pictures.resize_image(settings.image, width, height, settings.resize_mode), None,
+                        lambda generated: generated)
     if settings.only_masked:
-        blurred = pictures.prepare_mask(mask, image.width, image.height, blur=settings.mask_blur,
-                                        invert=settings.invert_mask, resize_mode="just resize")
-        region = pictures.masked_region(blurred, settings.only_masked_padding, width, height)
-        cropped, cropped_mask = pictures.crop_for_inpaint(image, blurred, region, width, height)
+        image = pictures.resize_image(settings.image, settings.image.width, settings.image.height)  # flattened RGB
+        mask = pictures.prepare_mask(settings.mask, image.width, image.height, blur=settings.mask_blur,
+                                     invert=settings.invert_mask)
+        region = pictures.masked_region(mask, settings.only_masked_padding, width, height)
+        cropped, cropped_mask = pictures.crop_for_inpaint(image, mask, region, width, height)
         if settings.masked_content != "original":
             cropped = pictures.fill_masked(cropped, cropped_mask)
-
-        def finish_crop(generated):
-            return pictures.apply_overlay(pictures.paste_back(image, generated, region, blurred), image, blurred)
-
-        return Prepared(cropped, cropped_mask, finish_crop)
-    resized = pictures.resize_image(image, width, height, settings.resize_mode)
-    resized_mask = pictures.prepare_mask(mask, width, height, blur=settings.mask_blur, invert=settings.invert_mask,
-                                         resize_mode=settings.resize_mode)
-    overlay_mask = pictures.overlay_mask(resized_mask)
-    encoded = pictures.fill_masked(resized, resized_mask) if settings.masked_content != "original" else resized
-
-    def finish_whole(generated):
-        return pictures.apply_overlay(generated, resized, overlay_mask)
-
-    return Prepared(encoded, resized_mask, finish_whole)
+        return Prepared(cropped, cropped_mask, lambda generated: pictures.paste_back(image, generated, region, mask))
+    image = pictures.resize_image(settings.image, width, height, settings.resize_mode)
+    mask = pictures.prepare_mask(settings.mask, width, height, blur=settings.mask_blur, invert=settings.invert_mask,
+                                 resize_mode=settings.resize_mode)
+    overlay = pictures.overlay_mask(mask)
+    encoded = pictures.fill_masked(image, mask) if settings.masked_content != "original" else image
+    return Prepared(encoded, mask, lambda generated: pictures.apply_overlay(generated, image, overlay))
 
 
 def start(pipe, prepared: Prepared, settings: Img2Img, count: int, noise: torch.Tensor,
@@ -80,8 +72,7 @@ def start(pipe, prepared: Prepared, settings: Img2Img, count: int, noise: torch.
 
 def latent_mask(mask, width: int, height: int) -> torch.Tensor:
     """[1, 1, h, w] in {0, 1}: the blurred mask at latent size, rounded as the webui does."""
-    values = pictures.latent_mask(mask, width, height)
-    return torch.from_numpy(np.round(values).astype(np.float32))[None, None]
+    return torch.from_numpy(pictures.latent_mask(mask, width, height))[None, None]
 
 
 def inpaint_condition(pipe, prepared: Prepared | None, count: int, size: tuple[int, int] | None = None):

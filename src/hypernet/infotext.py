@@ -49,7 +49,8 @@ TEXT_FIELDS = frozenset(
     {
         "Sampler", "Schedule type", "Size", "Model hash", "Model", "Hypernetworks", "Version", "User",
         "VAE", "VAE hash", "Hypernet", "Hypernet hash", "Seed resize from", "RNG", "Hires upscaler",
-        "Hires sampler", "Hires checkpoint", "Face restoration", "Lora hashes", "TI hashes",
+        "Hires sampler", "Hires schedule type", "Hires checkpoint", "Hires prompt", "Hires negative prompt",
+        "Hires resize", "Masked content", "Inpaint area", "Mask mode", "Resize mode", "Face restoration", "Lora hashes", "TI hashes",
     }
 )
 

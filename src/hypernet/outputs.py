@@ -40,6 +40,29 @@ def save_results(results: Sequence[Result], folder) -> list[Path]:
     return [writer.write(result) for result in results]
 
 
+def hires_from_infotext(parameters: dict):
+    """The hires-fix settings the webui's infotext fields describe."""
+    from .request import HiresFix
+
+    resize = str(parameters.get("Hires resize", "0x0")).split("x")
+    sampler = parameters.get("Hires sampler")
+    if sampler and parameters.get("Hires schedule type") not in (None, "Automatic"):
+        sampler = f"{sampler} {parameters['Hires schedule type']}"
+    cfg = parameters.get("Hires CFG Scale")
+    return HiresFix(
+        scale=float(parameters.get("Hires upscale", 2.0)),
+        upscaler=str(parameters.get("Hires upscaler", "Latent")),
+        steps=int(parameters.get("Hires steps", 0)),
+        denoising_strength=float(parameters.get("Denoising strength", 0.7)),
+        resize_width=int(resize[0]) if len(resize) == 2 and resize[0].isdigit() else 0,
+        resize_height=int(resize[1]) if len(resize) == 2 and resize[1].isdigit() else 0,
+        prompt=str(parameters.get("Hires prompt", "")),
+        negative_prompt=str(parameters.get("Hires negative prompt", "")),
+        sampler=sampler,
+        cfg_scale=None if cfg is None else float(cfg),
+    )
+
+
 def request_from_infotext(text: str, **overrides) -> Request:
     """The request that reproduces an image from its PNG `parameters` text."""
     from .infotext import parse_infotext
@@ -57,5 +80,7 @@ def request_from_infotext(text: str, **overrides) -> Request:
     )
     if len(size) == 2 and all(s.isdigit() for s in size):
         values.update(width=int(size[0]), height=int(size[1]))
+    if any(key in parameters for key in ("Hires upscale", "Hires resize", "Hires upscaler")):
+        values["hires"] = hires_from_infotext(parameters)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Request(**values)

@@ -51,7 +51,7 @@ class Img2Img:
             problems.append("img2img needs an init image")
         if not (isinstance(self.denoising_strength, (int, float)) and 0 <= self.denoising_strength <= 1):
             problems.append(f"denoising strength must be between 0 and 1 (got {self.denoising_strength})")
-        if str(self.resize_mode).lower() not in RESIZE_MODES:
+        if str(self.resize_mode).lower() not in RESIZE_MODES and self.resize_mode not in (0, 1, 2):
             problems.append(f"resize mode {self.resize_mode!r} is unknown; valid: {', '.join(RESIZE_MODES)}")
         if self.masked_content not in MASKED_CONTENT:
             problems.append(f"masked content {self.masked_content!r} is unknown; valid: {', '.join(MASKED_CONTENT)}")

@@ -14,6 +14,7 @@ from ..errors import HypernetError
 # there yet (a layer still being built) is skipped, so the CLI never fails to start.
 COMMAND_MODULES = [
     "generate",
+    "img2img",
     "grid",
     "library",
     "create",

@@ -41,14 +41,14 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
-def add_sampling_arguments(parser) -> None:
+def add_sampling_arguments(parser, out: str = "outputs/txt2img") -> None:
     parser.add_argument("--negative", default="", help="negative prompt")
     parser.add_argument("--sampler", default=DEFAULT_SAMPLER, help=f"webui sampler name (default {DEFAULT_SAMPLER!r}; e.g. 'DPM++ 2M Karras', DDIM, UniPC)")
     parser.add_argument("--schedule", default=None, help="schedule type: Automatic, Karras, Exponential")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=7.0, help="CFG scale (default 7)")
     parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
-    parser.add_argument("--out", default="outputs/txt2img", help="output folder (default outputs/txt2img)")
+    parser.add_argument("--out", default=out, help=f"output folder (default {out})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-fold", dest="fold", action="store_false",
                         help="run linear hypernetworks as MLPs instead of folding them into to_k/to_v (same picture within fp32 rounding)")
@@ -72,15 +72,44 @@ def register(sub) -> None:
                         help="prompts from a file, one per line, or webui-style option lines (--prompt \"a cat\" --steps 10); "
                         "files L0003-I00-SEED.png and index.jsonl; a re-run skips what exists; "
                         "under accelerate launch / torchrun the lines are shared between processes")
+    add_hires_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=run)
 
 
+def add_hires_arguments(parser) -> None:
+    from ..request import LATENT_UPSCALERS, PIXEL_UPSCALERS
+    from .options import fraction
+
+    group = parser.add_argument_group("hires fix", "generate at --size, upscale, denoise again at the larger size")
+    group.add_argument("--hires", nargs="?", type=float, const=2.0, default=None, metavar="SCALE",
+                       help="turn the hires fix on; upscale by SCALE (default 2)")
+    group.add_argument("--hires-size", type=size, default=None, metavar="WxH", help="upscale to this size instead")
+    group.add_argument("--hires-upscaler", default="Latent", choices=[*LATENT_UPSCALERS, *PIXEL_UPSCALERS])
+    group.add_argument("--hires-steps", type=int, default=0, help="second-pass steps (default 0: as --steps)")
+    group.add_argument("--hires-denoise", type=float, default=0.7, help="second-pass denoising strength (default 0.7)")
+    group.add_argument("--hires-prompt", default="", help="second-pass prompt; its tags apply there (default: the prompt)")
+    group.add_argument("--hires-negative", default="", help="second-pass negative prompt (default: --negative)")
+    group.add_argument("--hires-sampler", default=None, help="second-pass sampler (default: --sampler)")
+    group.add_argument("--hires-cfg", type=float, default=None, help="second-pass CFG scale (default: --cfg)")
+
+
+def hires_settings(args):
+    """The HiresFix the options ask for, or None."""
+    from ..request import HiresFix
+
+    if args.hires is None and args.hires_size is None:
+        return None
+    width, height = args.hires_size or (0, 0)
+    return HiresFix(scale=args.hires or 2.0, upscaler=args.hires_upscaler, steps=args.hires_steps,
+                    denoising_strength=args.hires_denoise, resize_width=width, resize_height=height,
+                    prompt=args.hires_prompt, negative_prompt=args.hires_negative, sampler=args.hires_sampler,
+                    cfg_scale=args.hires_cfg)
+
+
 def run(args) -> int:
-    from ..generation import Control, Request
-    from ..outputs import ImageWriter, request_from_infotext
-    from ..loading import load_generator
-    from .defaults import toy_model_loader
+    from ..generation import Request
+    from ..outputs import request_from_infotext
 
     if args.from_file:
         if args.prompt or args.from_png:
@@ -101,10 +130,21 @@ def run(args) -> int:
             Request(
                 prompt=prompt, negative_prompt=args.negative, steps=args.steps, cfg_scale=args.cfg, seed=args.seed,
                 width=width, height=height, sampler=args.sampler, schedule=args.schedule,
-                batch_size=args.batch_size, batch_count=args.batch_count,
+                batch_size=args.batch_size, batch_count=args.batch_count, hires=hires_settings(args),
             )
             for prompt in args.prompt
         ]
+    return generate_and_write(args, requests)
+
+
+def generate_and_write(args, requests) -> int:
+    """Run `requests` with the model the options name, each image written as it is
+    decoded; a first Ctrl-C finishes the image in progress."""
+    from ..generation import Control
+    from ..loading import load_generator
+    from ..outputs import ImageWriter
+    from .defaults import toy_model_loader
+
     writer = ImageWriter(args.out)  # an output folder that cannot be made fails before the model loads
     generator = load_generator(args.model, hypernet_dir=args.hypernet_dir, family=args.model_family, device=args.device,
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
