@@ -4,6 +4,8 @@ equal rows are exactly `activate`; base weights and the previous state come back
 error; a batch of the wrong size is refused; layers no row's network reaches stay folded
 or untouched; the CFG layout of a sampling loop."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -131,7 +133,7 @@ def test_base_weights_and_state_come_back_even_on_error(unet, networks):
     stock_digest = weights_digest(unet)
     stock = run(unet, inputs)
     for failing in (False, True):
-        with pytest.raises(RuntimeError) if failing else _nothing():
+        with pytest.raises(RuntimeError) if failing else contextlib.nullcontext():
             with attention.activate_rows(unet, SCENARIOS["shared_self"](networks)) as chain:
                 assert any(isinstance(p, FoldedWeight) for p in unet.parameters())  # folded inside
                 assert max_difference(run(unet, inputs), stock) > 1e-3
@@ -143,14 +145,6 @@ def test_base_weights_and_state_come_back_even_on_error(unet, networks):
         assert torch.equal(run(unet, inputs), stock)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def test_a_batch_of_another_size_is_refused(unet, networks):
     chains = SCENARIOS["mixed"](networks)
     with attention.activate_rows(unet, chains):
@@ -158,6 +152,9 @@ def test_a_batch_of_another_size_is_refused(unet, networks):
             run(unet, unet_inputs(batch=2))
     with attention.activate_rows(unet, [chains[1]] * 4):  # equal rows: `activate`, any batch size
         run(unet, unet_inputs(batch=2))
+    with pytest.raises(HypernetError, match="no rows"):
+        with attention.activate_rows(unet, []):
+            pass
 
 
 def test_nested_activations_restore(unet, networks):
