@@ -19,6 +19,9 @@ Where a chain is affine (linear activation, no LayerNorm: most files), `activate
 it into the layer's weights instead (`hypernet.folding`): no MLP runs per step, and when
 every reached layer folds no processor is installed at all, so a `torch.compile`d UNet
 runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere.
+
+`activate_rows(unet, row_chains)` gives each row of the UNet batch its own chain (a
+server batching several users' requests); the per-layer plan is `hypernet.row_chains`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Iterable
 import torch
 
 from . import folding
+from .row_chains import LayerRows, RowPlan, plan_layers
 from .errors import HypernetError
 from .network import Hypernetwork, apply_chain
 
@@ -45,38 +49,57 @@ class ActiveChain:
     networks: Chain = ()
     cache_context: bool = True
     folded: frozenset = frozenset()  # ids of attention modules whose weights carry the chain
+    rows: RowPlan | None = None  # set by `activate_rows`: a chain per row, `networks` unused
     _context_cache: dict = field(default_factory=dict)
 
-    def set(self, networks: Chain, folded: Iterable[int] = ()) -> None:
+    def set(self, networks: Chain, folded: Iterable[int] = (), rows: RowPlan | None = None) -> None:
         self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
         self.folded = frozenset(folded)
+        self.rows = rows
         self._context_cache.clear()
 
-    def key_value_inputs(self, context: torch.Tensor, constant: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(key input, value input) for `context`; `constant` inputs (the text context)
-        are cached by identity for as long as this chain is active and no grad is taken."""
+    def view(self, attention, batch: int, context: torch.Tensor | None):
+        """`attention` as the base processor should see it now: itself where nothing
+        applies (a folded layer, or one no network reaches), else a key/value view."""
+        layer = None
+        if self.rows is not None:
+            layer = self.rows.layer(attention, batch)  # checks the batch size
+            if layer is None:
+                return attention
+        elif not self.networks or id(attention) in self.folded:
+            return attention
+        return _KeyValueView(attention, self, constant_context=context is not None, layer=layer)
+
+    def key_value_inputs(self, context: torch.Tensor, constant: bool,
+                         layer: LayerRows | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key input, value input) for `context`, through `networks` or, in an
+        `activate_rows` block, the layer's rows; `constant` inputs (the text context) are
+        cached by identity for as long as this chain is active and no grad is taken."""
+        compute = layer if layer is not None else (lambda x: apply_chain(self.networks, x))
         if not (constant and self.cache_context) or torch.is_grad_enabled():
-            return apply_chain(self.networks, context)
-        entry = self._context_cache.get(id(context))
+            return compute(context)
+        key = (id(context), id(layer))  # a LayerRows lives as long as the plan: as long as this cache
+        entry = self._context_cache.get(key)
         if entry is not None and entry[0] is context and entry[1] == context._version:
             return entry[2]
-        result = apply_chain(self.networks, context)
-        self._context_cache[id(context)] = (context, context._version, result)  # holds the tensor: id stays unique
+        result = compute(context)
+        self._context_cache[key] = (context, context._version, result)  # holds the tensor: id stays unique
         return result
 
 
 class _KeyValueView:
     """Stands in for an `Attention` module; only `to_k`/`to_v` differ from the real one."""
 
-    def __init__(self, attention, chain: ActiveChain, constant_context: bool):
+    def __init__(self, attention, chain: ActiveChain, constant_context: bool, layer=None):
         self._attention = attention
         self._chain = chain
         self._constant = constant_context
+        self._layer = layer
         self._last = None
 
     def _inputs(self, x):
         if self._last is None or self._last[0] is not x:
-            self._last = (x, self._chain.key_value_inputs(x, self._constant))
+            self._last = (x, self._chain.key_value_inputs(x, self._constant, self._layer))
         return self._last[1]
 
     def to_k(self, x):
@@ -106,9 +129,9 @@ class HypernetworkProcessor:
         _bind(self, base, chain)
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        if self.chain.networks and id(attn) not in self.chain.folded:
+        if self.chain.networks or self.chain.rows is not None:
             context = kwargs.get("encoder_hidden_states", args[0] if args else None)
-            attn = _KeyValueView(attn, self.chain, constant_context=context is not None)
+            attn = self.chain.view(attn, hidden_states.shape[0], context)
         return self.base(attn, hidden_states, *args, **kwargs)
 
     @property
@@ -289,7 +312,7 @@ def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCac
     chain = installed_chain(unet)
     if chain is None and new and folding.needs_mlp_path(unet, new, folded):
         chain = install(unet)
-    previous = (chain.networks, chain.folded) if chain is not None else None
+    previous = (chain.networks, chain.folded, chain.rows) if chain is not None else None
     try:
         if chain is not None:
             chain.set(new, folded)
@@ -297,4 +320,40 @@ def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCac
     finally:
         if chain is not None:
             chain.set(*previous)
+        folding.restore(swapped)
+
+
+@contextlib.contextmanager
+def activate_rows(unet, row_chains: Iterable[Iterable], fold: bool = True, cache: folding.FoldCache | None = None):
+    """Like `activate`, with one chain per row of the UNet batch (`row_chains[i]`
+    applies to row i of hidden_states / encoder_hidden_states in every attention layer;
+    under CFG the caller lists both halves, e.g. `[c0, c1, c0, c1]`). Each row's result
+    equals running it alone under `activate(unet, row_chains[i])` (fp32 rounding).
+
+    All rows equal (same networks, order and multipliers, multiplier 0 dropped): exactly
+    `activate(unet, that_chain, fold, cache)`. Otherwise per layer (`hypernet.row_chains`):
+    a layer where every row's chain restricted to its width is the same folds or runs
+    that chain as `activate` would; other layers run each group of equal rows through its
+    chain. A UNet call with another batch size then raises `HypernetError`.
+    Yields what `activate` yields when all rows are equal; otherwise the processors'
+    `ActiveChain`, its `rows` holding the plan (`networks` empty, `folded` the folded layers)."""
+    chains = [tuple((n, m) for n, m in _as_chain(chain) if m != 0.0) for chain in row_chains]
+    if not chains:
+        raise HypernetError("activate_rows got no rows; pass one chain (possibly empty) per row of the UNet batch")
+    if all(chain == chains[0] for chain in chains):
+        with activate(unet, chains[0], fold=fold, cache=cache) as chain:
+            yield chain
+        return
+    for chain in set(chains):
+        _move_to(unet, chain)
+    swapped: list = []
+    _suspend_folds(unet, swapped)  # an outer activation's folds are not these chains
+    chain = install(unet)  # always: every call's batch size is checked in the processors
+    previous = (chain.networks, chain.folded, chain.rows)
+    try:
+        plan, folded = plan_layers(unet, chains, fold, cache or folding.FoldCache(), swapped)
+        chain.set((), folded, plan)
+        yield chain
+    finally:
+        chain.set(*previous)
         folding.restore(swapped)

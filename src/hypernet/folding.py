@@ -171,14 +171,21 @@ def apply_folds(unet, networks, cache: FoldCache) -> tuple[list, set[int]]:
         layer = foldable_layer(module) if hasattr(module, "to_k") else None
         if layer is None or layer.width not in widths:
             continue
-        tensors = folded_tensors(layer, networks, cache)
-        if tensors is None:
-            continue
-        _swap(layer.to_k, "weight", tensors[0], restore)
-        _swap(layer.to_v, "weight", tensors[1], restore)
-        _swap(layer.to_out, "bias", tensors[2], restore)
-        folded.add(id(module))
+        if fold_layer(layer, networks, cache, restore):
+            folded.add(id(module))
     return restore, folded
+
+
+def fold_layer(layer: FoldableLayer, networks, cache: FoldCache, restore: list) -> bool:
+    """Swap the folded tensors of `networks` into one layer (what to put back goes to
+    `restore`); False, and nothing swapped, when they do not fold there."""
+    tensors = folded_tensors(layer, networks, cache)
+    if tensors is None:
+        return False
+    _swap(layer.to_k, "weight", tensors[0], restore)
+    _swap(layer.to_v, "weight", tensors[1], restore)
+    _swap(layer.to_out, "bias", tensors[2], restore)
+    return True
 
 
 def restore(swapped: list) -> None:
