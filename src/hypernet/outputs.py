@@ -55,6 +55,8 @@ def request_from_infotext(text: str, **overrides) -> Request:
         sampler=str(parameters.get("Sampler", DEFAULT_SAMPLER)),
         schedule=parameters.get("Schedule type"),
     )
+    if isinstance(parameters.get("Clip skip"), int):
+        values["clip_skip"] = parameters["Clip skip"]
     if len(size) == 2 and all(s.isdigit() for s in size):
         values.update(width=int(size[0]), height=int(size[1]))
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -15,6 +15,7 @@ from ..errors import HypernetError
 COMMAND_MODULES = [
     "generate",
     "grid",
+    "xyz",
     "library",
     "create",
     "inspect",
