@@ -402,38 +402,6 @@ def run_cells(generator_for_model: Callable, cells: list[Cell], progress: bool =
     return cells
 
 
-def xyz_image(images, x_labels: list[str], y_labels: list[str], z_labels: list[str]):
-    """(picture, [grid per Z value]) from `images[z][y][x]`: one labelled grid per Z value
-    with the Z label as its title (none without a Z axis), side by side on white. Cells of
-    different sizes are centred on the largest."""
-    from PIL import Image
-
-    from .grid import BACKGROUND, labelled_grid
-
-    flat = [image for plane in images for row in plane for image in row]
-    width, height = max(i.width for i in flat), max(i.height for i in flat)
-
-    def padded(image):
-        if image.size == (width, height):
-            return image
-        canvas = Image.new("RGB", (width, height), BACKGROUND)
-        canvas.paste(image.convert("RGB"), ((width - image.width) // 2, (height - image.height) // 2))
-        return canvas
-
-    grids = [labelled_grid([[padded(i) for i in row] for row in plane], y_labels, x_labels, title=title or None)
-             for plane, title in zip(images, z_labels)]
-    if len(grids) == 1:
-        return grids[0], grids
-    gap = max(8, grids[0].width // 40)
-    picture = Image.new("RGB", (sum(g.width for g in grids) + gap * (len(grids) - 1), max(g.height for g in grids)),
-                        BACKGROUND)
-    left = 0
-    for grid in grids:
-        picture.paste(grid, (left, 0))
-        left += grid.width + gap
-    return picture, grids
-
-
 def xyz_plot(generator_for_model: Callable, base: Request, x: Axis | None = None, y: Axis | None = None,
              z: Axis | None = None, *, library=None, progress: bool = False,
              on_cell: Callable[[Cell], None] | None = None, on_done: Callable[[int], None] | None = None) -> XYZResult:
@@ -441,6 +409,8 @@ def xyz_plot(generator_for_model: Callable, base: Request, x: Axis | None = None
     the `Generator` of a checkpoint axis value (None: the caller's usual model; called
     once per model). With `library`, hypernetwork names are checked before any model
     loads; the rest is checked before the first image. Random seeds are drawn once."""
+    from .grid import xyz_grid
+
     check_axes(base, x, y, z, library)
     base, (x, y, z) = _fixed_seeds(base, [x, y, z])
     cells = run_cells(generator_for_model, plan_cells(base, x, y, z), progress=progress, on_cell=on_cell,
@@ -449,5 +419,5 @@ def xyz_plot(generator_for_model: Callable, base: Request, x: Axis | None = None
     images = [[[cells[(zi * rows + yi) * columns + xi].result.image for xi in range(columns)] for yi in range(rows)]
               for zi in range(planes)]
     labels = (axis_labels(x), axis_labels(y), axis_labels(z))
-    image, grids = xyz_image(images, *labels)
+    image, grids = xyz_grid(images, *labels)
     return XYZResult(image, cells, labels, grids)
