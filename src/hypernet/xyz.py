@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 from .errors import HypernetError
 from .request import MAX_SEED, Request
-from .samplers import split_name
+from .samplers import make_scheduler, split_name
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RANGE = re.compile(rf"({_NUMBER})\s*-\s*({_NUMBER})\s*(?:\(\s*({_NUMBER})\s*\)|\[\s*(\d+)\s*\])?")
@@ -206,7 +206,7 @@ def parse_values(kind: str, text: str) -> tuple:
     return tuple(values)
 
 
-_EXAMPLES = {"hypernet": "water,neon,none", "multiplier": "0,0.5,1", "sampler": '"Euler a,DDIM"', "steps": "10-30 (+10)",
+_EXAMPLES = {"hypernet": "water,neon,none", "multiplier": "0,0.5,1", "sampler": "Euler a,DDIM", "steps": "10-30 (+10)",
              "cfg": "5,7,9", "seed": "1-4", "prompt": "red,blue,green", "checkpoint": "default,other.safetensors",
              "size": "512x512,768x512", "clip skip": "1,2"}
 
@@ -377,7 +377,7 @@ def run_cells(generator_for_model: Callable, cells: list[Cell], progress: bool =
               check: bool = True) -> list[Cell]:
     """Make every cell's image, the cells of one model back to back (each model loaded
     once, in the order the models first appear); with `check`, every cell of a model is
-    checked (sizes, memory, network tags) before its first image."""
+    checked (sizes, memory, network tags, sampler and schedule) before its first image."""
     models: list = []
     for cell in cells:
         if cell.model not in models:
@@ -392,6 +392,7 @@ def run_cells(generator_for_model: Callable, cells: list[Cell], progress: bool =
                 request = cell.request.validated(generator.native_size, multiple)
                 generator.check_memory(request)
                 generator.resolve_networks(request.prompt, request.negative_prompt)
+                make_scheduler(request.sampler, generator.pipe.scheduler.config, request.schedule)
         for cell in group:
             cell.result = generator.generate(cell.request, progress=progress)[0]
             done += 1

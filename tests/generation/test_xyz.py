@@ -198,11 +198,17 @@ def test_cells_of_one_model_run_back_to_back_and_each_model_loads_once(generator
     assert result.labels[1] == ["Checkpoint name: model-one", "Checkpoint name: default", "Checkpoint name: model-two"]
 
 
-def test_a_bad_size_is_refused_before_the_first_image(generator):
+@pytest.mark.parametrize("base,axis,message", [
+    (Request("a cat", steps=1, width=32, height=32), "size:32x32,99992x99992", "memory"),
+    (Request("a cat", steps=1, width=32, height=32, schedule="Karras"), "sampler:Euler,DDIM",
+     "sampler 'DDIM' does not support the Karras schedule"),
+    (Request("a cat <hypernet:nope:1>", steps=1, width=32, height=32), "steps:1,2", "no hypernetwork named 'nope'"),
+])
+def test_what_needs_the_model_is_refused_before_the_first_image(generator, base, axis, message):
     calls = []
     generator.generate = lambda *a, **k: calls.append(1)
-    with pytest.raises(HypernetError, match="memory|width"):
-        xyz_plot(lambda model: generator, Request("a cat", steps=1, width=32, height=32), parse_axis("size:32x32,99992x99992"))
+    with pytest.raises(HypernetError, match=message):
+        xyz_plot(lambda model: generator, base, parse_axis(axis))
     assert calls == []
 
 
