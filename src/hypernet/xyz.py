@@ -358,16 +358,18 @@ def plan_cells(base: Request, x: Axis | None, y: Axis | None, z: Axis | None) ->
 
 
 class ProgressLine:
-    """`xyz: 3/8 images, 0:12 left` after each image, on stderr by default."""
+    """`xyz: 3/8 images, 0:12 left` after each image, on stderr by default. The time left
+    is timed from the first image on, so loading the model does not inflate it."""
 
     def __init__(self, total: int, label: str = "xyz", stream=None):
         self.total, self.label, self.stream = total, label, stream
-        self.started = time.monotonic()
+        self.first: tuple[int, float] | None = None
 
     def __call__(self, done: int) -> None:
-        left = ""
-        if 0 < done < self.total:
-            seconds = round((time.monotonic() - self.started) / done * (self.total - done))
+        left, now = "", time.monotonic()
+        self.first = self.first or (done, now)
+        if done > self.first[0] and done < self.total:
+            seconds = round((now - self.first[1]) / (done - self.first[0]) * (self.total - done))
             left = f", {seconds // 60}:{seconds % 60:02d} left"
         print(f"{self.label}: {done}/{self.total} images{left}", file=self.stream or sys.stderr, flush=True)
 

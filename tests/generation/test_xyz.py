@@ -244,3 +244,15 @@ def test_cli_bad_value_is_a_one_line_error_before_the_model_loads(tmp_path, caps
     with pytest.raises(SystemExit):
         main(["xyz", "a cat", "--y", "steps:ten"])
     assert "steps axis: value 'ten' is not a whole number" in capsys.readouterr().err
+
+
+def test_progress_counts_images_and_times_what_is_left(capsys, monkeypatch):
+    from hypernet import xyz
+
+    clock = iter([100.0, 102.0, 104.0, 106.0])
+    monkeypatch.setattr(xyz.time, "monotonic", lambda: next(clock))
+    progress = xyz.ProgressLine(4)
+    for done in range(1, 5):
+        progress(done)
+    assert capsys.readouterr().err.splitlines() == ["xyz: 1/4 images", "xyz: 2/4 images, 0:04 left",
+                                                    "xyz: 3/4 images, 0:02 left", "xyz: 4/4 images"]
