@@ -304,7 +304,11 @@ class Generator:
         (default: this generator's `memory_limit`) allows."""
         width = request.width or self.native_size
         height = request.height or self.native_size
-        check_memory(self.pipe, width, height, request.batch_size, request.cfg_scale, limit or self.memory_limit)
+        cfg_scale = request.cfg_scale
+        if request.hires is not None:  # the second pass is the larger one
+            width, height = request.hires.target(width, height, max(8, self.pipe.vae_scale_factor))
+            cfg_scale = max(cfg_scale, request.hires.cfg_scale or cfg_scale)
+        check_memory(self.pipe, width, height, request.batch_size, cfg_scale, limit or self.memory_limit)
 
     def _noise(self, request: Request, seeds, shape) -> torch.Tensor:
         from .noise import seed_noise

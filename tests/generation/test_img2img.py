@@ -14,7 +14,7 @@ from hypernet.request import HiresFix, Img2Img, Request
 from hypernet.samplers import SAMPLERS
 
 PROMPT = "a red circle on a blue background"
-OTHER = "a green square on a yellow background"
+OTHER = "a green square on a white background"
 
 
 @pytest.fixture(scope="module")
