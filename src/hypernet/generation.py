@@ -280,11 +280,14 @@ class Generator:
                     from .img2img import inpaint_condition
 
                     condition = inpaint_condition(pipe, None, len(seeds), (width, height))
+                steps = settings.steps or request.steps
+                jobs = self._jobs(request, second, seeds, noise, steps, first_pass_steps=request.steps)
                 latents, done, complete = self._pass(
-                    request, second, seeds, noise, settings.steps or request.steps,
+                    request, second, seeds, noise, steps,
                     request.cfg_scale if settings.cfg_scale is None else settings.cfg_scale,
                     settings.sampler or request.sampler, request.schedule if settings.sampler is None else None,
-                    Start(latents, settings.denoising_strength), condition, progress, "hires", control, batch)
+                    Start(latents, settings.denoising_strength), condition, progress, "hires", control, batch,
+                    jobs=jobs)
         images = decode(pipe, latents, [torch.Generator("cpu").manual_seed(seed) for seed in seeds])
         if prepared is not None:
             images = [prepared.finish(image) for image in images]
@@ -315,14 +318,16 @@ class Generator:
 
         return seed_noise(request, seeds, shape)
 
-    def _jobs(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int) -> list:
-        """One `sampling.ImageJob` per seed: the prompt pair encoded for `steps`."""
+    def _jobs(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int,
+              first_pass_steps: int | None = None) -> list:
+        """One `sampling.ImageJob` per seed: the prompt pair encoded for `steps` (for the
+        hires pass, `first_pass_steps` as the webui schedules prompt editing there)."""
         from .sampling import ImageJob
 
         encoder = self.prompt_encoder_for(request.clip_skip or self.clip_skip)
         with torch.no_grad():
-            parts = encoder.composable_conditioning(prompted.text, steps)
-            negative = encoder.conditioning(prompted.negative_text, steps)
+            parts = encoder.composable_conditioning(prompted.text, steps, first_pass_steps)
+            negative = encoder.conditioning(prompted.negative_text, steps, first_pass_steps)
         return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
                 for index, seed in enumerate(seeds)]
 

@@ -316,15 +316,17 @@ class PromptEncoder:
         z = self.encode([text for _, text in scheduled])
         return [(until, z[row]) for row, (until, _) in enumerate(scheduled)]
 
-    def conditioning(self, text: str, steps: int) -> list[tuple[int, torch.Tensor]]:
+    def conditioning(self, text: str, steps: int, first_pass_steps: int | None = None) -> list[tuple[int, torch.Tensor]]:
         """The per-step conditioning of one prompt (tags already removed): its schedule,
-        encoded. Use it for the negative prompt, and for each part of `split_and`."""
-        return self.encode_schedule(text_schedule(text, steps))
+        encoded. Use it for the negative prompt, and for each part of `split_and`.
+        `first_pass_steps`: this is the hires fix's second pass (`editing.when_step`)."""
+        return self.encode_schedule(text_schedule(text, steps, first_pass_steps))
 
-    def composable_conditioning(self, text: str, steps: int) -> list[tuple[float, list]]:
+    def composable_conditioning(self, text: str, steps: int,
+                                first_pass_steps: int | None = None) -> list[tuple[float, list]]:
         """[(weight, per-step conditioning), ...] for a positive prompt: the webui splits it
         on AND (and reads a trailing `:weight`) before scheduling each part."""
-        return [(weight, self.conditioning(part, steps)) for part, weight in split_and(text)]
+        return [(weight, self.conditioning(part, steps, first_pass_steps)) for part, weight in split_and(text)]
 
 
 def conditioning_at(scheduled, step: int) -> torch.Tensor:

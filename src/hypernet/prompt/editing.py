@@ -193,13 +193,20 @@ def read(text: str) -> Reading:
     return Reading(text, True, top, loose, None, invalid, specials)
 
 
-def when_step(when_text: str, steps: int) -> float:
+def when_step(when_text: str, steps: int, first_pass_steps: int | None = None) -> float:
     """The last step of the `from` text, as the v1.10.1 rule computes it: a number with a
     '.' is a fraction of the steps, otherwise a step number; truncated toward zero and
     capped at `steps`. (The webui crashes on an overflowing number such as 1e999; we cap
-    +inf at `steps` and keep -inf, which means 'from the first step'.)"""
+    +inf at `steps` and keep -inf, which means 'from the first step'.)
+
+    For the hires fix's second pass (`first_pass_steps` given, `steps` the hires steps)
+    the webui counts on from the first pass: a fraction 1.5 is half-way through the second
+    pass (fractions above 1 never switch in the first), a step number n is step
+    n − first_pass_steps of the second pass."""
     value = float(when_text)
-    if "." in when_text:
+    if first_pass_steps is not None:
+        value = (value - 1.0) * steps if "." in when_text else value - first_pass_steps
+    elif "." in when_text:
         value = value * steps
     if math.isinf(value):
         return steps if value > 0 else value
@@ -255,14 +262,14 @@ def _chosen_span(item, step, whens):
     return item.parts[(step - 1) % len(item.parts)]
 
 
-def boundaries(reading: Reading, steps: int):
+def boundaries(reading: Reading, steps: int, first_pass_steps: int | None = None):
     """The steps at which the text may change (always including `steps`) and every
     edit's computed step (keyed by id of its Construct)."""
     result = {steps}
     whens = {}
     for item in walk(reading.top):
         if item.kind == "edit":
-            when = when_step(item.when_text, steps)
+            when = when_step(item.when_text, steps, first_pass_steps)
             whens[id(item)] = when
             if when >= 1:
                 result.add(when)
@@ -281,17 +288,19 @@ def check_steps(steps) -> int:
     return count
 
 
-def schedule(text: str, steps: int) -> list[tuple[int, str]]:
+def schedule(text: str, steps: int, first_pass_steps: int | None = None) -> list[tuple[int, str]]:
     """[(until_step, text), ...]: each text is used up to and including its step.
 
-    Exactly the webui v1.10.1 schedule for one prompt (new scheduling, no hires fix); a
-    prompt its grammar rejects gives [(steps, text)]. Never raises for any text.
+    Exactly the webui v1.10.1 schedule for one prompt (new scheduling); for the hires
+    fix's second pass give its steps as `steps` and the first pass's as
+    `first_pass_steps` (see `when_step`). A prompt its grammar rejects gives
+    [(steps, text)]. Never raises for any text.
     """
     steps = check_steps(steps)
     reading = read(text)
     if not reading.ok:
         return [(steps, text)]
-    points, whens = boundaries(reading, steps)
+    points, whens = boundaries(reading, steps, first_pass_steps)
     return [(point, render(reading, point, whens)[0]) for point in points]
 
 
