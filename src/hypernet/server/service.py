@@ -51,6 +51,10 @@ class Limits:
         if request.batch_count > self.max_batch_count:
             problems.append(f"n_iter {request.batch_count} is more than the server allows ({self.max_batch_count})")
         problems += self.batch_problems(request.batch_size, request.width, request.height)
+        if request.hires is not None and not request.hires.problems():
+            width, height = request.hires.target(request.width or 512, request.height or 512, 8)
+            problems += self.batch_problems(request.batch_size, width, height,
+                                            names=("batch_size", "hires width", "hires height"))
         if problems:
             raise HypernetError("; ".join(problems))
 
@@ -72,7 +76,7 @@ class Limits:
 
 @dataclass
 class Generation:
-    """A finished txt2img job: the results, and what the caller should hear about."""
+    """A finished generation job: the results, and what the caller should hear about."""
 
     results: list[Result]
     request: Request
@@ -81,6 +85,7 @@ class Generation:
     saved: list[Path] = field(default_factory=list)
     model: str = ""
     model_hash: str | None = None
+    inpainting_model: bool = False  # the UNet took the mask and masked picture as input
 
 
 class UnsafeNameError(HypernetError):
@@ -101,7 +106,8 @@ class Service:
         self.checkpoints = Checkpoints(self.paths.checkpoint_dir, default=model)
         self.options = Options(sd_model_checkpoint=self.checkpoints.default.title,
                                outdir_txt2img_samples=str(self.paths.outputs_dir / "txt2img-images"),
-                               outdir_txt2img_grids=str(self.paths.outputs_dir / "txt2img-grids"))
+                               outdir_txt2img_grids=str(self.paths.outputs_dir / "txt2img-grids"),
+                               outdir_img2img_samples=str(self.paths.outputs_dir / "img2img-images"))
         self._load_generator = load_generator
         self._device = device
         self._generator: Generator | None = None
@@ -233,17 +239,18 @@ class Service:
                                   "copy the file into the library instead")
         return entry
 
-    def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
-                warnings: list[str] | None = None) -> Job:
-        """Queue a generation; the job's result is a `Generation`."""
+    def generate(self, request: Request, kind: str = "txt2img", save_images: bool = False,
+                 checkpoint: str | None = None, warnings: list[str] | None = None) -> Job:
+        """Queue a generation (`kind` txt2img or img2img: the request's `img2img` settings
+        say which); the job's result is a `Generation`."""
         model = self.checkpoints.resolve(checkpoint or self.options.get("sd_model_checkpoint"))
         self.check_request(request, model)
         live_previews = bool(self.options.get("live_previews_enable"))
-        folder = Path(self.options.get("outdir_txt2img_samples"))
+        folder = Path(self.options.get(f"outdir_{'img2img' if request.img2img is not None else 'txt2img'}_samples"))
 
         def run(context: JobContext) -> Generation:
             generator = self._ensure_model(model, context)
-            context.update(job="txt2img", job_count=request.batch_count, sampling_steps=request.steps, textinfo=None)
+            context.update(job=kind, job_count=request.batch_count, sampling_steps=request.steps, textinfo=None)
 
             def on_step(info):
                 context.update(job_no=info.batch, sampling_step=info.step, sampling_steps=info.steps,
@@ -257,12 +264,20 @@ class Service:
             writer = ImageWriter(folder) if save_images else None  # each image saved as it is decoded
             results = generator.generate(request, progress=False, control=context.control,
                                          on_result=writer.write if writer else None)
-            generation = Generation(results, request, warnings=[*(warnings or []), *generator.warnings],
-                                    interrupted=context.control.interrupted, model=generator.model.name,
-                                    model_hash=generator.model.hash, saved=writer.written if writer else [])
-            return generation
+            return self._generation(generator, request, results, warnings, context.control.interrupted,
+                                    writer.written if writer else [])
 
-        return self.jobs.submit("txt2img", run)
+        return self.jobs.submit(kind, run)
+
+    def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
+                warnings: list[str] | None = None) -> Job:
+        return self.generate(request, "txt2img", save_images=save_images, checkpoint=checkpoint, warnings=warnings)
+
+    @staticmethod
+    def _generation(generator, request, results, warnings, interrupted: bool, saved) -> Generation:
+        return Generation(results, request, warnings=[*(warnings or []), *generator.warnings], interrupted=interrupted,
+                          model=generator.model.name, model_hash=generator.model.hash, saved=list(saved),
+                          inpainting_model=generator._inpainting_model and request.img2img is not None)
 
     def current_image(self):
         """A preview of the running job's newest latents (or training preview), or None."""
