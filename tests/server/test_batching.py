@@ -157,3 +157,31 @@ def test_interrupt_stops_the_batch_and_a_leaving_client_stops_only_its_share(bat
     for answer in answers:
         assert answer.status_code == 200, answer.text
         assert info_of(answer)["interrupted"] and "Interrupted at step" in info_of(answer)["infotexts"][0]
+
+
+def test_one_failing_request_does_not_fail_the_others(batching):
+    """The batch fails as a whole (a network file broken after its request queued); each
+    request then runs alone: the broken one is refused, the other answered."""
+    import shutil
+
+    service = batching.service
+    folder = service.paths.hypernet_dir
+    shutil.copy(service.library.resolve("water").path, folder / "doomed.pt")
+    service.library.refresh()
+    before = service.jobs.groups_run
+    release = hold_the_worker(service)
+    try:
+        answers, threads = post_together(batching, [txt2img_body("a red circle <hypernet:doomed:1>", seed=1), SECOND])
+        wait_for(lambda: service.jobs.waiting == 2)
+        (folder / "doomed.pt").write_bytes(b"not a hypernetwork any more")
+        release.set()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        release.set()
+    assert service.jobs.groups_run == before + 1
+    broken, fine = answers
+    assert 400 <= broken.status_code < 600 and "doomed" in broken.json()["detail"], broken.text
+    assert "Traceback" not in broken.text
+    assert fine.status_code == 200, fine.text
+    assert 'Hypernetworks: "neon: 0.8"' in info_of(fine)["infotexts"][0]

@@ -304,7 +304,8 @@ class Service:
         """Waiting txt2img jobs with one `batch_key` as one UNet batch (each image its own
         prompt, seed and hypernetworks); each job's `Generation`, or its error. If the
         batch fails as a whole (memory, NaN), each job runs again on its own, so one
-        request's failure is only its own."""
+        request's failure is only its own (a broken network file, too little memory for
+        the whole batch)."""
         shared = [job.together.payload for job in jobs]
         generator = self._ensure_model(shared[0].model, context)
         steps = shared[0].request.steps
@@ -324,12 +325,12 @@ class Service:
         try:
             together = generator.generate_together([item.request for item in shared], progress=False,
                                                    control=context.control)
-        except HypernetError:
+        except Exception:  # noqa: BLE001 - each job then fails (or not) on its own, answered as alone
             outcomes = []
             for item in shared:
                 try:
                     outcomes.append(item.run(context))
-                except HypernetError as error:
+                except Exception as error:  # noqa: BLE001 - this job's answer (4xx/5xx by the app)
                     outcomes.append(error)
             return outcomes
         from ..outputs import ImageWriter
