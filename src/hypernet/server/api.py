@@ -86,7 +86,8 @@ def router(service) -> APIRouter:
 
     @api.post("/img2img")
     async def img2img(body: models.Img2ImgRequest, request: Request):
-        settings, warnings = img2img_settings(body)
+        # decoding pictures of up to 64 MiB takes a while: not on the event loop
+        settings, warnings = await asyncio.to_thread(img2img_settings, body)
         return await generate(body, request, "img2img", img2img=settings, warnings=warnings)
 
     @api.get("/upscalers")
