@@ -147,7 +147,8 @@ def test_interrupt_stops_the_batch_and_a_leaving_client_stops_only_its_share(bat
         answers, threads = post_together(batching, [long_first, long_second])
         wait_for(lambda: service.jobs.waiting == 2)
         release.set()
-        wait_for(lambda: service.jobs.snapshot().sampling_step >= 2)
+        state = wait_for(lambda: (lambda state: state if state.sampling_step >= 2 else None)(service.jobs.snapshot()))
+        assert len(state.job_ids) == 2 and state.runs(state.job_ids[1])  # each member's progress is the batch's
         with batching.client() as client:
             assert client.post(f"{API}/interrupt").json() == {"interrupted": True}
         for thread in threads:

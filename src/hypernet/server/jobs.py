@@ -50,6 +50,7 @@ class ProgressState:
 
     job: str = ""
     job_id: str = ""
+    job_ids: tuple = ()  # every job the running batch answers (several with --batch-requests)
     job_timestamp: str = "0"
     job_no: int = 0  # finished units (batches, or optimizer steps)
     job_count: int = 0
@@ -62,6 +63,10 @@ class ProgressState:
     losses: list = field(default_factory=list)  # (step, loss) while training
     interrupted: bool = False
     skipped: bool = False
+
+    def runs(self, job_id: str) -> bool:
+        """Whether `job_id` is running now (alone, or sharing a batch)."""
+        return job_id == self.job_id or job_id in self.job_ids
 
     @property
     def progress(self) -> float:
@@ -275,8 +280,8 @@ class Jobs:
                 running = Job(job.kind, job.run, id=job.id)
             with self._lock:
                 self._current = running
-                self._state = ProgressState(job=job.kind, job_id=job.id, started=time.time(),
-                                            job_timestamp=time.strftime("%Y%m%d%H%M%S"))
+                self._state = ProgressState(job=job.kind, job_id=job.id, job_ids=tuple(m.id for m in group),
+                                            started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"))
                 context = JobContext(running.control, self._state, self._lock)
             started = time.monotonic()
             try:

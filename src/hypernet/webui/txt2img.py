@@ -68,7 +68,7 @@ def follow(service, submit):
     while not job.future.done():
         time.sleep(POLL_SECONDS)
         state = service.jobs.snapshot()
-        preview = service.current_image() if state.job_id == job.id and state.sampling_step else None
+        preview = service.current_image() if state.runs(job.id) and state.sampling_step else None
         yield (progress_html(state, job.id), gr.update(visible=True, value=preview) if preview is not None else skip(),
                skip(), skip(), skip(), skip(), skip())
     try:
