@@ -69,10 +69,11 @@ def make_service(tmp: Path, queue_size: int = 16, **options):
     return Service(paths, queue_size=queue_size, **options)
 
 
-def serve(tmp: Path, queue_size: int = 16, api_auth: str | None = None, **app_options) -> LiveServer:
+def serve(tmp: Path, queue_size: int = 16, api_auth: str | None = None, service_options: dict | None = None,
+          **app_options) -> LiveServer:
     from hypernet.server import create_app
 
-    service = make_service(tmp, queue_size=queue_size)
+    service = make_service(tmp, queue_size=queue_size, **(service_options or {}))
     app = create_app(service, ui=False, api_auth=api_auth, **app_options)
     return LiveServer(app, service).start()
 

@@ -107,10 +107,10 @@ def test_sampler_scheduler_and_variation_seed(http):
 
 
 def test_unsupported_known_fields_are_accepted_with_a_warning(http):
-    answer = http.post(f"{API}/txt2img", json=txt2img_body(enable_hr=True, restore_faces=True, tiling=True))
+    answer = http.post(f"{API}/txt2img", json=txt2img_body(denoising_strength=0.5, restore_faces=True, tiling=True))
     assert answer.status_code == 200, answer.text
     warnings = " ".join(info_of(answer)["warnings"])
-    for name in ("enable_hr", "restore_faces", "tiling"):
+    for name in ("denoising_strength", "restore_faces", "tiling"):
         assert f"{name} is not supported yet" in warnings
 
 
@@ -256,16 +256,16 @@ def test_memory(http):
     assert body["ram"]["total"] > 0 and "cuda" in body
 
 
-def test_img2img_is_501_with_a_message(http):
+def test_img2img_without_a_picture_is_422(http):
     answer = http.post(f"{API}/img2img", json={"prompt": "x", "init_images": []})
-    assert answer.status_code == 501
-    assert "img2img is not supported yet" in answer.json()["detail"]
+    assert answer.status_code == 422
+    assert "init_images" in answer.json()["detail"]
 
 
 def test_openapi_docs(http):
     assert http.get("/docs").status_code == 200
     paths = http.get("/openapi.json").json()["paths"]
-    for route in ("txt2img", "img2img", "progress", "hypernetworks", "create/hypernetwork", "train/hypernetwork",
+    for route in ("txt2img", "img2img", "upscalers", "latent-upscale-modes", "progress", "hypernetworks", "create/hypernetwork", "train/hypernetwork",
                   "options", "sd-models", "png-info", "memory"):
         assert f"{API}/{route}" in paths
 

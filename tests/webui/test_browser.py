@@ -162,3 +162,47 @@ def test_png_info_sends_parameters_to_txt2img(page, tmp_path):
     assert box(page, "txt2img_seed").input_value() == "42"
     assert page.locator("#txt2img_steps input[type=number]").input_value() == "12"
     assert box(page, "txt2img_neg_prompt").input_value() == "blurry"
+
+
+def test_img2img_tab_inpaints_with_an_uploaded_mask(page, tmp_path):
+    from PIL import Image
+
+    picture, mask = tmp_path / "picture.png", tmp_path / "mask.png"
+    Image.new("RGB", (64, 64), (30, 60, 200)).save(picture)
+    half = Image.new("L", (64, 64), 0)
+    half.paste(255, (0, 0, 32, 64))
+    half.save(mask)
+    page.get_by_role("tab", name="img2img").click()
+    page.locator("#img2img_prompt textarea").fill("a red circle <hypernet:water:1>")
+    page.locator("#img2img_seed input").fill("3")
+    page.locator("#img2img_image input[type=file]").first.set_input_files(str(picture))
+    page.locator("#img2img_mask input[type=file]").set_input_files(str(mask))
+    page.locator("#img2img_mask img").wait_for()
+    shoot(page, "13-img2img-inputs")
+    page.locator("#img2img_generate").click()
+    page.wait_for_selector("#img2img_gallery img", timeout=120_000)
+    page.wait_for_function("document.querySelector('#img2img_infotext textarea').value.includes('Seed: 3')")
+    infotext = page.locator("#img2img_infotext textarea").input_value()
+    assert infotext.startswith("a red circle <hypernet:water:1>")
+    for field in ("Denoising strength: 0.75", "Mask blur: 4", "Masked content: original", 'Hypernetworks: "water: 1"'):
+        assert field in infotext, infotext
+    assert page.locator("#img2img_error").inner_text() == ""
+    shoot(page, "14-img2img-inpainted")
+
+
+def test_txt2img_hires_fix_controls(page):
+    page.locator("#txt2img_prompt textarea").fill("a red circle on a blue background")
+    page.locator("#txt2img_seed input").fill("4")
+    page.locator("#txt2img_hr").get_by_text("Hires. fix").first.click()
+    page.locator("#txt2img_enable_hr input[type=checkbox]").check()
+    page.locator("#txt2img_steps input[type=range]").fill("4")
+    page.locator("#txt2img_generate").click()
+    page.wait_for_function("document.querySelector('#txt2img_infotext textarea').value.includes('Seed: 4')",
+                           timeout=120_000)
+    infotext = page.locator("#txt2img_infotext textarea").input_value()
+    assert "Hires upscale: 2" in infotext and "Hires upscaler: Latent" in infotext and "Size: 64x64" in infotext
+    width = page.wait_for_function(
+        "() => { const img = document.querySelector('#txt2img_gallery img'); "
+        "return img && img.complete && img.naturalWidth ? img.naturalWidth : null; }").json_value()
+    assert width == 128
+    shoot(page, "15-hires-fix")

@@ -172,3 +172,42 @@ def test_card_training_settings_come_from_the_newest_run_folder_of_any_number(se
         os.utime(root / folder, (1_000_000 + index, 1_000_000 + index))
     assert networks.training_settings(service, "mine") == {"run": "2026-11-30/mine-2"}
     assert networks.training_settings(service, "nothing") is None
+
+
+def test_img2img_mask_comes_from_the_painted_strokes_or_the_uploaded_mask():
+    from PIL import Image
+
+    from hypernet.webui.img2img import make_img2img_request, picture_and_mask
+
+    picture = Image.new("RGB", (64, 48), (30, 60, 200))
+    strokes = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    strokes.paste((255, 255, 255, 255), (8, 8, 20, 16))
+    editor = {"background": picture, "layers": [strokes], "composite": picture}
+    image, mask = picture_and_mask(editor, None)
+    assert image is picture and mask.mode == "L" and mask.getbbox() == (8, 8, 20, 16)
+    uploaded = Image.new("L", (64, 48), 255)
+    assert picture_and_mask(editor, uploaded)[1] is uploaded
+    blank = {"background": picture, "layers": [Image.new("RGBA", (64, 48), (0, 0, 0, 0))], "composite": picture}
+    assert picture_and_mask(blank, None)[1] is None  # nothing painted: plain img2img
+    with pytest.raises(HypernetError, match="needs a picture"):
+        picture_and_mask(None, None)
+    request = make_img2img_request(editor, None, 0.4, "crop and resize", 2, "Inpaint not masked", "latent noise",
+                                   "Only masked", 16, "a red circle", "", "Euler", "Automatic", 3, 7, 64, 64, 1, 1, 1)
+    settings = request.img2img
+    assert (settings.denoising_strength, settings.resize_mode, settings.mask_blur, settings.masked_content) == (
+        0.4, "crop and resize", 2, "latent noise")
+    assert settings.invert_mask and settings.only_masked and settings.only_masked_padding == 16
+    with pytest.raises(HypernetError, match="denoising strength"):
+        make_img2img_request(editor, None, 1.5, "just resize", 4, "Inpaint masked", "original", "Whole picture", 32,
+                             "x", "", "Euler", "Automatic", 3, 7, 64, 64, 1, 1, 1)
+
+
+def test_txt2img_hires_controls_make_the_hires_settings():
+    from hypernet.webui.txt2img import make_request
+
+    plain = make_request("x", "", "Euler", "Automatic", 3, 7, 64, 64, 1, 1, 1)
+    assert plain.hires is None
+    hires = make_request("x", "", "Euler", "Automatic", 3, 7, 64, 64, 1, 1, 1, True, "Lanczos", 5.0, 0.4, 1.5,
+                         96.0, 0.0).hires
+    assert (hires.upscaler, hires.steps, hires.denoising_strength, hires.scale, hires.resize_width,
+            hires.resize_height) == ("Lanczos", 5, 0.4, 1.5, 96, 0)

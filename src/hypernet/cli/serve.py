@@ -22,6 +22,9 @@ def register(sub) -> None:
     parser.add_argument("--training-dir", default="training", help="training runs' log folder")
     parser.add_argument("--api-auth", default=None, metavar="USER:PASS", help="HTTP basic auth for API and UI")
     parser.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more are answered 503")
+    parser.add_argument("--batch-requests", type=int, default=1, metavar="N",
+                        help="run up to N waiting txt2img requests that share size, steps, CFG, sampler ... as one "
+                        "UNet batch, each with its own prompt, seed and hypernetworks (default 1: off)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only")
     parser.add_argument("--max-memory", type=memory_limit, default="auto", metavar="SIZE",
@@ -43,7 +46,7 @@ def run(args) -> int:
     paths = ServerPaths(hypernet_dir=args.hypernet_dir, checkpoint_dir=args.ckpt_dir, lora_dir=args.lora_dir,
                         embeddings_dir=args.embeddings_dir, outputs_dir=args.outputs_dir, training_dir=args.training_dir)
     service = Service(paths, model=args.model, queue_size=args.queue_size, device=args.device,
-                      limits=Limits(memory=args.max_memory))
+                      limits=Limits(memory=args.max_memory), batch_requests=args.batch_requests)
     app = create_app(service, ui=not args.no_ui, api_auth=args.api_auth)
 
     class Server(uvicorn.Server):

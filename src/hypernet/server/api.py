@@ -17,6 +17,7 @@ from ..errors import HypernetError
 from ..generation import Request as GenerationRequest
 from . import api_models as models
 from . import api_results as results
+from .api_requests import hires_settings, img2img_settings
 from .jobs import JobCancelled
 from .training_jobs import CreateForm, create, train
 
@@ -54,10 +55,11 @@ def router(service) -> APIRouter:
     api = APIRouter(prefix="/sdapi/v1", tags=["webui API"])
 
     # -- generation ------------------------------------------------------------------------
-    @api.post("/txt2img")
-    async def txt2img(body: models.Txt2ImgRequest, request: Request):
+    async def generate(body, request: Request, kind: str, **settings):
+        """Both generation routes: one request, one job on the shared queue."""
         overrides = dict(body.override_settings or {})
         warnings = [f"{name} is not supported yet and was ignored" for name in body.unsupported()]
+        warnings += settings.pop("warnings", [])
         accepted, ignored = service.options.checked(overrides)
         warnings += [f"override_settings.{name} has no effect here and was ignored" for name in ignored]
         generation_request = GenerationRequest(
@@ -69,18 +71,32 @@ def router(service) -> APIRouter:
             batch_size=body.batch_size, batch_count=body.n_iter, subseed=body.subseed,
             subseed_strength=body.subseed_strength,
             clip_skip=accepted.get("CLIP_stop_at_last_layers", service.options.get("CLIP_stop_at_last_layers")),
+            **settings,
         )
-        job = service.txt2img(generation_request, save_images=body.save_images, checkpoint=accepted.get("sd_model_checkpoint"),
-                              warnings=warnings)
+        job = service.generate(generation_request, kind=kind, save_images=body.save_images,
+                               checkpoint=accepted.get("sd_model_checkpoint"), warnings=warnings)
         generation = await wait_for(job, request)
         if not body.override_settings_restore_afterwards and accepted:
             service.set_options(accepted)
-        return results.txt2img_response(body, generation, send_images=body.send_images)
+        return results.generation_response(body, generation, send_images=body.send_images)
 
-    @api.post("/img2img", status_code=501)
-    async def img2img():
-        raise NotImplementedYet("img2img is not supported yet: hypernet generates from text only for now "
-                                "(txt2img); img2img and inpainting are planned")
+    @api.post("/txt2img")
+    async def txt2img(body: models.Txt2ImgRequest, request: Request):
+        return await generate(body, request, "txt2img", hires=hires_settings(body))
+
+    @api.post("/img2img")
+    async def img2img(body: models.Img2ImgRequest, request: Request):
+        # decoding pictures of up to 64 MiB takes a while: not on the event loop
+        settings, warnings = await asyncio.to_thread(img2img_settings, body)
+        return await generate(body, request, "img2img", img2img=settings, warnings=warnings)
+
+    @api.get("/upscalers")
+    def upscalers():
+        return results.upscaler_list()
+
+    @api.get("/latent-upscale-modes")
+    def latent_upscale_modes():
+        return results.latent_upscale_mode_list()
 
     # -- progress and control ----------------------------------------------------------------
     newest_image = {"key": None, "image": None}  # clients poll faster than steps end

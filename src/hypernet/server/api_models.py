@@ -19,7 +19,9 @@ class Lenient(BaseModel):
         return sorted(self.model_extra or {})
 
 
-class Txt2ImgRequest(Lenient):
+class GenerationFields(Lenient):
+    """The fields txt2img and img2img share."""
+
     prompt: str = ""
     negative_prompt: str = ""
     styles: list[str] | None = None
@@ -54,6 +56,33 @@ class Txt2ImgRequest(Lenient):
     refiner_switch_at: float | None = None
     disable_extra_networks: bool = False
     comments: dict[str, Any] | None = None
+    force_task_id: str | None = None
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    infotext: str | None = None
+
+    def unsupported(self) -> list[str]:
+        """Known webui fields set to something hypernet does not do (yet)."""
+        checks = {
+            "restore_faces": bool(self.restore_faces),
+            "tiling": bool(self.tiling),
+            "styles": bool(self.styles),
+            "eta": self.eta is not None,
+            "s_min_uncond / s_churn / s_tmax / s_tmin / s_noise": any(
+                v is not None for v in (self.s_min_uncond, self.s_churn, self.s_tmax, self.s_tmin, self.s_noise)),
+            "seed_resize_from_w / seed_resize_from_h": self.seed_resize_from_w > 0 or self.seed_resize_from_h > 0,
+            "refiner_checkpoint": bool(self.refiner_checkpoint),
+            "disable_extra_networks": self.disable_extra_networks,
+            "script_name": bool(self.script_name),
+            "alwayson_scripts": bool(self.alwayson_scripts),
+        }
+        return [name for name, used in checks.items() if used]
+
+
+class Txt2ImgRequest(GenerationFields):
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
@@ -67,32 +96,41 @@ class Txt2ImgRequest(Lenient):
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
-    force_task_id: str | None = None
-    script_name: str | None = None
-    script_args: list[Any] = Field(default_factory=list)
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
-    infotext: str | None = None
+    hr_cfg: float | None = Field(None, description="hires pass CFG scale (default: cfg_scale)")
 
     def unsupported(self) -> list[str]:
-        """Known webui fields set to something hypernet does not do (yet)."""
         checks = {
-            "enable_hr": self.enable_hr,
-            "restore_faces": bool(self.restore_faces),
-            "tiling": bool(self.tiling),
-            "styles": bool(self.styles),
-            "eta": self.eta is not None,
-            "s_min_uncond / s_churn / s_tmax / s_tmin / s_noise": any(
-                v is not None for v in (self.s_min_uncond, self.s_churn, self.s_tmax, self.s_tmin, self.s_noise)),
-            "seed_resize_from_w / seed_resize_from_h": self.seed_resize_from_w > 0 or self.seed_resize_from_h > 0,
-            "refiner_checkpoint": bool(self.refiner_checkpoint),
-            "disable_extra_networks": self.disable_extra_networks,
-            "script_name": bool(self.script_name),
-            "alwayson_scripts": bool(self.alwayson_scripts),
             "denoising_strength": self.denoising_strength is not None and not self.enable_hr,
+            "hr_checkpoint_name": self.enable_hr and self.hr_checkpoint_name not in (None, "", "Use same checkpoint"),
         }
-        return [name for name, used in checks.items() if used]
+        return super().unsupported() + [name for name, used in checks.items() if used]
+
+
+class Img2ImgRequest(GenerationFields):
+    init_images: list[str] | None = None
+    resize_mode: int = 0
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: str | None = None
+    include_init_images: bool = False
+
+    def unsupported(self) -> list[str]:
+        checks = {
+            "image_cfg_scale": self.image_cfg_scale is not None,
+            "initial_noise_multiplier": self.initial_noise_multiplier not in (None, 1, 1.0),
+            "latent_mask": bool(self.latent_mask),
+        }
+        return super().unsupported() + [name for name, used in checks.items() if used]
 
 
 class CreateHypernetworkRequest(Lenient):

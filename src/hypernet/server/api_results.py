@@ -56,8 +56,14 @@ def decode_image(data: str, field: str = "image"):
     return image
 
 
-def txt2img_response(body, generation, send_images: bool = True) -> dict:
+def generation_response(body, generation, send_images: bool = True) -> dict:
+    """The webui's answer to txt2img and img2img: images, parameters, info (a JSON string)."""
     request, found = generation.request, generation.results
+    denoising = None
+    if request.img2img is not None:
+        denoising = request.img2img.denoising_strength
+    elif request.hires is not None:
+        denoising = request.hires.denoising_strength
     seeds = [r.seed for r in found] or [request.seed]
     info = {
         "prompt": request.prompt,
@@ -83,14 +89,14 @@ def txt2img_response(body, generation, send_images: bool = True) -> dict:
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        "denoising_strength": None,
+        "denoising_strength": denoising,
         "extra_generation_params": _extra_parameters(found[0].parameters) if found else {},
         "index_of_first_image": 0,
         "infotexts": [r.infotext for r in found],
         "styles": list(body.styles or []),
         "job_timestamp": "",
         "clip_skip": request.clip_skip or 1,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": generation.inpainting_model,
         "version": f"hypernet {__version__}",
         "interrupted": generation.interrupted,
         "warnings": generation.warnings,
@@ -104,7 +110,12 @@ def txt2img_response(body, generation, send_images: bool = True) -> dict:
         info["warnings"].append(f"interrupted: {len(found)} images returned, {unfinished} of them unfinished")
     images = [encode_png(r.image, r.infotext) for r in found] if send_images else []
     parameters = body.model_dump(exclude=set(body.model_extra or {}))
+    if "init_images" in parameters and not parameters.get("include_init_images"):
+        parameters.update(init_images=None, mask=None)  # as the webui: not sent back unless asked
     return {"images": images, "parameters": parameters, "info": json.dumps(info, ensure_ascii=False)}
+
+
+txt2img_response = generation_response  # its first name
 
 
 def _extra_parameters(parameters: dict) -> dict:
@@ -182,6 +193,20 @@ def sampler_list() -> list[dict]:
 def scheduler_list() -> list[dict]:
     return [{"name": identifier, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
             for identifier, label in SCHEDULER_IDS.items() if label in SCHEDULES]
+
+
+def upscaler_list() -> list[dict]:
+    """The webui's `/upscalers`: the pixel upscalers (PIL resampling here, no models)."""
+    from ..request import PIXEL_UPSCALERS
+
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None,
+             "scale": 4} for name in PIXEL_UPSCALERS]
+
+
+def latent_upscale_mode_list() -> list[dict]:
+    from ..request import LATENT_UPSCALERS
+
+    return [{"name": name} for name in LATENT_UPSCALERS]
 
 
 def png_info(data: str) -> dict:

@@ -5,6 +5,12 @@ run on the worker. HTTP handlers and UI callbacks only submit jobs and wait on t
 futures, so listings, `/progress` and `/docs` never wait on the worker. A full queue
 raises `QueueFull` at once (the API answers 503 with Retry-After). `interrupt()` and
 `skip()` reach the running job through its `Control` between two steps.
+
+Jobs that say they may run `together` (txt2img requests sharing what one UNet batch
+shares) are gathered by the worker when it starts one of them: the waiting jobs with the
+same key join it, in queue order, up to the bounds the first one names, and the
+`run_together` function given to `Jobs` runs them as one batch, each job answered with
+its own result. Off (max_together 1) unless asked for.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class ProgressState:
 
     job: str = ""
     job_id: str = ""
+    job_ids: tuple = ()  # every job the running batch answers (several with --batch-requests)
     job_timestamp: str = "0"
     job_no: int = 0  # finished units (batches, or optimizer steps)
     job_count: int = 0
@@ -56,6 +63,10 @@ class ProgressState:
     losses: list = field(default_factory=list)  # (step, loss) while training
     interrupted: bool = False
     skipped: bool = False
+
+    def runs(self, job_id: str) -> bool:
+        """Whether `job_id` is running now (alone, or sharing a batch)."""
+        return job_id == self.job_id or job_id in self.job_ids
 
     @property
     def progress(self) -> float:
@@ -83,6 +94,18 @@ class JobContext:
         return self.control.interrupted
 
 
+@dataclass
+class Together:
+    """What a job that may share a batch says about itself: jobs with equal `key` may run
+    as one; at most `max_images` images in all (the sum of `images`); `payload` is for
+    the `run_together` function."""
+
+    key: Any
+    images: int
+    max_images: int
+    payload: Any = None
+
+
 @dataclass(eq=False)
 class Job:
     kind: str
@@ -93,6 +116,7 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     interrupt_when_abandoned: bool = True
     queued: bool = False  # holds a place in the queue (until it starts or is cancelled)
+    together: Together | None = None
 
     def abandon(self) -> None:
         """The client went away: a waiting job is dropped, a running one interrupted
@@ -107,10 +131,16 @@ class Jobs:
     """The queue and its worker. `start()` once; `stop()` interrupts the running job,
     cancels the waiting ones and joins the worker."""
 
-    def __init__(self, max_waiting: int = 16, typical_job_seconds: float = 5.0):
+    def __init__(self, max_waiting: int = 16, typical_job_seconds: float = 5.0, max_together: int = 1,
+                 run_together: Callable[[list[Job], JobContext], list] | None = None):
         if max_waiting < 1:
             raise HypernetError(f"queue size must be at least 1 (got {max_waiting})")
+        if max_together < 1:
+            raise HypernetError(f"requests run together must be at least 1 (got {max_together})")
         self.max_waiting = max_waiting
+        self.max_together = max_together if run_together is not None else 1
+        self._run_together = run_together
+        self.groups_run = 0  # jobs run as one batch with others, counted once per batch
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._waiting = 0
         self._lock = threading.Lock()
@@ -153,7 +183,8 @@ class Jobs:
         self._queue.put(None)
 
     # -- submitting ----------------------------------------------------------------------
-    def submit(self, kind: str, run: Callable[[JobContext], Any], *, interrupt_when_abandoned: bool = True) -> Job:
+    def submit(self, kind: str, run: Callable[[JobContext], Any], *, interrupt_when_abandoned: bool = True,
+               together: Together | None = None) -> Job:
         with self._lock:
             if self._stopping:
                 raise ServerStopping("the server is shutting down and takes no new jobs")
@@ -161,7 +192,7 @@ class Jobs:
                 raise QueueFull(self._waiting, self.retry_after_seconds())
             self._waiting += 1
             job = Job(kind, run, id=f"task({next(self._ids)})", interrupt_when_abandoned=interrupt_when_abandoned,
-                      queued=True)
+                      queued=True, together=together)
         # a job cancelled while waiting (its client left) gives its place back at once,
         # not when the worker reaches it
         job.future.add_done_callback(lambda future: future.cancelled() and self._leave_queue(job))
@@ -212,6 +243,29 @@ class Jobs:
         return self._current is not None
 
     # -- the worker ------------------------------------------------------------------------
+    def _companions(self, job: Job) -> list[Job]:
+        """Waiting jobs that may join `job`'s batch, taken out of the queue (queue order)."""
+        if self.max_together < 2 or job.together is None:
+            return []
+        found, images = [], job.together.images
+        with self._queue.mutex:  # queue.Queue's own lock over its deque
+            for other in list(self._queue.queue):
+                if len(found) + 1 >= self.max_together:
+                    break
+                if (other is None or other.together is None or other.kind != job.kind
+                        or other.together.key != job.together.key or other.future.cancelled()
+                        or images + other.together.images > job.together.max_images):
+                    continue
+                self._queue.queue.remove(other)
+                found.append(other)
+                images += other.together.images
+        joined = []
+        for other in found:
+            self._leave_queue(other)
+            if other.future.set_running_or_notify_cancel():
+                joined.append(other)
+        return joined
+
     def _work(self) -> None:
         while True:
             job = self._queue.get()
@@ -220,21 +274,34 @@ class Jobs:
             self._leave_queue(job)
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while waiting
+            group = [job, *self._companions(job)]
+            running = job
+            if len(group) > 1:  # steered as one: /interrupt stops the batch, a leaving client only its own share
+                running = Job(job.kind, job.run, id=job.id)
             with self._lock:
-                self._current = job
-                self._state = ProgressState(job=job.kind, job_id=job.id, started=time.time(),
-                                            job_timestamp=time.strftime("%Y%m%d%H%M%S"))
-                context = JobContext(job.control, self._state, self._lock)
+                self._current = running
+                self._state = ProgressState(job=job.kind, job_id=job.id, job_ids=tuple(m.id for m in group),
+                                            started=time.time(), job_timestamp=time.strftime("%Y%m%d%H%M%S"))
+                context = JobContext(running.control, self._state, self._lock)
             started = time.monotonic()
             try:
-                result = job.run(context)
+                if len(group) > 1:
+                    self.groups_run += 1
+                    outcomes = self._run_together(group, context)
+                else:
+                    outcomes = [job.run(context)]
             except BaseException as error:  # noqa: BLE001 - the worker must survive any job
-                job.future.set_exception(error)
+                for member in group:
+                    member.future.set_exception(error)
             else:
-                job.future.set_result(result)
+                for member, outcome in zip(group, outcomes):
+                    if isinstance(outcome, BaseException):
+                        member.future.set_exception(outcome)
+                    else:
+                        member.future.set_result(outcome)
             finally:
                 self._durations.append(time.monotonic() - started)
                 with self._lock:
                     self._current = None
                     self._state = ProgressState(job_timestamp=self._state.job_timestamp)
-                    self.completed += 1
+                    self.completed += len(group)

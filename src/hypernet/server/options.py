@@ -64,6 +64,7 @@ ACTIVE: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "samples_format": ("png", _text),
     "outdir_txt2img_samples": ("outputs/txt2img-images", _text),
     "outdir_txt2img_grids": ("outputs/txt2img-grids", _text),
+    "outdir_img2img_samples": ("outputs/img2img-images", _text),
     "live_previews_enable": (True, _flag),
     "show_progress_every_n_steps": (1, _whole(-1, 1000)),
 }

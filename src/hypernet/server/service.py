@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import HypernetError
-from ..generation import Generator, Request, Result
+from ..generation import Generator, Request, Result, batch_key
 from ..memory import MemoryLimit
 from .checkpoints import Checkpoint, Checkpoints
-from .jobs import Job, JobContext, Jobs
+from .jobs import Job, JobContext, Jobs, Together
 from .options import Options
 
 
@@ -51,6 +51,10 @@ class Limits:
         if request.batch_count > self.max_batch_count:
             problems.append(f"n_iter {request.batch_count} is more than the server allows ({self.max_batch_count})")
         problems += self.batch_problems(request.batch_size, request.width, request.height)
+        if request.hires is not None and not request.hires.problems():
+            width, height = request.hires.target(request.width or 512, request.height or 512, 8)
+            problems += self.batch_problems(request.batch_size, width, height,
+                                            names=("batch_size", "hires width", "hires height"))
         if problems:
             raise HypernetError("; ".join(problems))
 
@@ -72,7 +76,7 @@ class Limits:
 
 @dataclass
 class Generation:
-    """A finished txt2img job: the results, and what the caller should hear about."""
+    """A finished generation job: the results, and what the caller should hear about."""
 
     results: list[Result]
     request: Request
@@ -81,6 +85,20 @@ class Generation:
     saved: list[Path] = field(default_factory=list)
     model: str = ""
     model_hash: str | None = None
+    inpainting_model: bool = False  # the UNet took the mask and masked picture as input
+
+
+@dataclass
+class _Shared:
+    """A txt2img job that may share a batch: what `_run_together` needs of it (`run`
+    runs it alone)."""
+
+    request: Request
+    model: Checkpoint
+    save_images: bool
+    folder: Path
+    warnings: list[str]
+    run: Callable[[JobContext], Generation]
 
 
 class UnsafeNameError(HypernetError):
@@ -90,18 +108,20 @@ class UnsafeNameError(HypernetError):
 class Service:
     def __init__(self, paths: ServerPaths | None = None, model=None, queue_size: int = 16,
                  load_generator: Callable[..., Generator] | None = None, limits: Limits | None = None,
-                 device=None):
+                 device=None, batch_requests: int = 1):
         from ..loading import open_library
 
         self.paths = paths or ServerPaths()
         self.paths.hypernet_dir.mkdir(parents=True, exist_ok=True)
         self.limits = limits or Limits()
-        self.jobs = Jobs(queue_size)
+        # batch_requests > 1: waiting txt2img requests that can share a UNet batch run as one
+        self.jobs = Jobs(queue_size, max_together=batch_requests, run_together=self._run_together)
         self.library = open_library(self.paths.hypernet_dir)
         self.checkpoints = Checkpoints(self.paths.checkpoint_dir, default=model)
         self.options = Options(sd_model_checkpoint=self.checkpoints.default.title,
                                outdir_txt2img_samples=str(self.paths.outputs_dir / "txt2img-images"),
-                               outdir_txt2img_grids=str(self.paths.outputs_dir / "txt2img-grids"))
+                               outdir_txt2img_grids=str(self.paths.outputs_dir / "txt2img-grids"),
+                               outdir_img2img_samples=str(self.paths.outputs_dir / "img2img-images"))
         self._load_generator = load_generator
         self._device = device
         self._generator: Generator | None = None
@@ -233,17 +253,18 @@ class Service:
                                   "copy the file into the library instead")
         return entry
 
-    def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
-                warnings: list[str] | None = None) -> Job:
-        """Queue a generation; the job's result is a `Generation`."""
+    def generate(self, request: Request, kind: str = "txt2img", save_images: bool = False,
+                 checkpoint: str | None = None, warnings: list[str] | None = None) -> Job:
+        """Queue a generation (`kind` txt2img or img2img: the request's `img2img` settings
+        say which); the job's result is a `Generation`."""
         model = self.checkpoints.resolve(checkpoint or self.options.get("sd_model_checkpoint"))
         self.check_request(request, model)
         live_previews = bool(self.options.get("live_previews_enable"))
-        folder = Path(self.options.get("outdir_txt2img_samples"))
+        folder = Path(self.options.get(f"outdir_{'img2img' if request.img2img is not None else 'txt2img'}_samples"))
 
         def run(context: JobContext) -> Generation:
             generator = self._ensure_model(model, context)
-            context.update(job="txt2img", job_count=request.batch_count, sampling_steps=request.steps, textinfo=None)
+            context.update(job=kind, job_count=request.batch_count, sampling_steps=request.steps, textinfo=None)
 
             def on_step(info):
                 context.update(job_no=info.batch, sampling_step=info.step, sampling_steps=info.steps,
@@ -257,12 +278,84 @@ class Service:
             writer = ImageWriter(folder) if save_images else None  # each image saved as it is decoded
             results = generator.generate(request, progress=False, control=context.control,
                                          on_result=writer.write if writer else None)
-            generation = Generation(results, request, warnings=[*(warnings or []), *generator.warnings],
-                                    interrupted=context.control.interrupted, model=generator.model.name,
-                                    model_hash=generator.model.hash, saved=writer.written if writer else [])
-            return generation
+            return self._generation(generator, request, results, warnings, context.control.interrupted,
+                                    writer.written if writer else [])
 
-        return self.jobs.submit("txt2img", run)
+        together = None
+        if self.jobs.max_together > 1 and kind == "txt2img" and self._may_share_a_batch(request):
+            size = (request.width or 512) * (request.height or 512)
+            together = Together(key=(model, request.clip_skip, batch_key(request)), images=request.batch_size,
+                                max_images=max(1, min(self.limits.max_batch_size, self.limits.max_batch_pixels // size)),
+                                payload=_Shared(request, model, save_images, folder, warnings or [], run))
+        return self.jobs.submit(kind, run, together=together)
+
+    @staticmethod
+    def _may_share_a_batch(request: Request) -> bool:
+        """What `Generator.generate_together` takes: txt2img, one batch, no LoRA (it
+        changes the whole pipeline)."""
+        from ..prompt import extract_networks_pair
+
+        if request.batch_count != 1 or request.img2img is not None or request.hires is not None:
+            return False
+        _, _, tags = extract_networks_pair(request.prompt, request.negative_prompt)
+        return not any(kind == "lora" for kind, _, _ in tags)
+
+    def _run_together(self, jobs: list[Job], context: JobContext) -> list:
+        """Waiting txt2img jobs with one `batch_key` as one UNet batch (each image its own
+        prompt, seed and hypernetworks); each job's `Generation`, or its error. If the
+        batch fails as a whole (memory, NaN), each job runs again on its own, so one
+        request's failure is only its own (a broken network file, too little memory for
+        the whole batch)."""
+        shared = [job.together.payload for job in jobs]
+        generator = self._ensure_model(shared[0].model, context)
+        steps = shared[0].request.steps
+        context.update(job="txt2img", job_count=1, sampling_steps=steps,
+                       textinfo=f"{len(jobs)} requests in one batch")
+        live_previews = bool(self.options.get("live_previews_enable"))
+
+        def on_step(info):
+            if all(job.control.interrupted for job in jobs):  # every client left
+                context.control.interrupted = True
+            context.update(job_no=0, sampling_step=info.step, sampling_steps=info.steps,
+                           latents=info.latents.detach().float().cpu() if live_previews else None)
+
+        context.control.on_step = on_step
+        generator.warnings.clear()
+        generator.memory_limit = self.limits.memory
+        try:
+            together = generator.generate_together([item.request for item in shared], progress=False,
+                                                   control=context.control)
+        except Exception:  # noqa: BLE001 - each job then fails (or not) on its own, answered as alone
+            outcomes = []
+            for item in shared:
+                try:
+                    outcomes.append(item.run(context))
+                except Exception as error:  # noqa: BLE001 - this job's answer (4xx/5xx by the app)
+                    outcomes.append(error)
+            return outcomes
+        from ..outputs import ImageWriter
+
+        outcomes = []
+        for item, results in zip(shared, together):
+            saved = []
+            if item.save_images:
+                writer = ImageWriter(item.folder)
+                for result in results:
+                    writer.write(result)
+                saved = writer.written
+            outcomes.append(self._generation(generator, item.request,
+                                             results, item.warnings, context.control.interrupted, saved))
+        return outcomes
+
+    def txt2img(self, request: Request, save_images: bool = False, checkpoint: str | None = None,
+                warnings: list[str] | None = None) -> Job:
+        return self.generate(request, "txt2img", save_images=save_images, checkpoint=checkpoint, warnings=warnings)
+
+    @staticmethod
+    def _generation(generator, request, results, warnings, interrupted: bool, saved) -> Generation:
+        return Generation(results, request, warnings=[*(warnings or []), *generator.warnings], interrupted=interrupted,
+                          model=generator.model.name, model_hash=generator.model.hash, saved=list(saved),
+                          inpainting_model=generator._inpainting_model and request.img2img is not None)
 
     def current_image(self):
         """A preview of the running job's newest latents (or training preview), or None."""

@@ -1,4 +1,4 @@
-"""The whole web UI: txt2img (with the card tabs), Strength grid, Train and PNG Info, and
+"""The whole web UI: txt2img (with the card tabs), img2img, Strength grid, Train and PNG Info, and
 the buttons that carry values from one tab to another."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def grid_from_prompt(prompt: str) -> tuple[str, str | None]:
 def build(service):
     import gradio as gr
 
-    from . import grid, pnginfo, train, txt2img
+    from . import grid, img2img, pnginfo, train, txt2img
     from .networks import build_cards_tab, render_cards
 
     with gr.Blocks(title="hypernet") as demo:
@@ -61,6 +61,8 @@ def build(service):
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 t2i = txt2img.build(service, lambda kind, prompt, selected, strength:
                                     build_cards_tab(service, kind, prompt, selected, strength))
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img2img.build(service, txt2img.default_size(service))
             with gr.Tab("Strength grid", id="grid", elem_id="tab_grid"):
                 g = grid.build(service, txt2img.default_size(service))
             with gr.Tab("Train", id="train", elem_id="tab_train"):

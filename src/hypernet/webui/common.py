@@ -29,7 +29,7 @@ def note_html(message: str) -> str:
 
 def progress_html(state, job_id: str | None = None, waiting_text: str = "waiting in the queue") -> str:
     """The webui's progress bar: share done, step, ETA, from a `ProgressState`."""
-    if state is None or (job_id is not None and state.job_id != job_id):
+    if state is None or (job_id is not None and not state.runs(job_id)):
         return _bar(0.0, waiting_text)
     fraction = state.progress
     elapsed = time.time() - state.started if state.started else 0.0
