@@ -68,11 +68,13 @@ def test_two_processes_of_batch_one_equal_one_process_of_batch_two(tmp_path):
 
 
 END = 6
-# rank 1 kills itself (SIGKILL, as `kill -9` would) before step 4, after the checkpoint of step 2
+# one rank kills itself (SIGKILL, as `kill -9` would) at a moment of hypernet.fileio.kill_point
 KILL_ONE_WORKER = """
 import os, sys
-if os.environ["RANK"] == "1":
-    os.environ["HYPERNET_TEST_KILL_AT"] = "step:3"
+if os.environ["RANK"] == sys.argv.pop(1):
+    os.environ["HYPERNET_TEST_KILL_AT"] = sys.argv.pop(1)
+else:
+    del sys.argv[1]
 from hypernet.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -137,8 +139,14 @@ def checkpoint_names(run: Path) -> list[str]:
     return sorted(path.name for path in (run / "hypernetworks").iterdir())
 
 
+@pytest.mark.parametrize("rank, moment", [("1", "step:3"), ("0", "write:tiny-4.pt")],
+                         ids=["worker-between-steps", "writer-during-a-checkpoint"])
 def test_a_killed_worker_stops_the_run_and_one_process_continues_it_as_the_uninterrupted_run(tmp_path, uninterrupted,
-                                                                                              capsys):
+                                                                                              capsys, rank, moment):
+    """Rank 1 killed before step 4: rank 0 finds its peer gone at the next collective, saves
+    step 3 (complete on both) and stops. Rank 0, the only writer, killed while its step-4
+    checkpoint is half written: that checkpoint never appears (its temporary and side-cars
+    are removed by the next run), tiny-2 is the last one."""
     from hypernet.cli import main
     from hypernet.training.checkpoints import read_resume_point
 
@@ -146,12 +154,17 @@ def test_a_killed_worker_stops_the_run_and_one_process_continues_it_as_the_unint
     prepared(tmp_path, "two")
     script = tmp_path / "kill_one_worker.py"
     script.write_text(KILL_ONE_WORKER)
-    result, seconds = torchrun(tmp_path, arguments(tmp_path, "two", 1), script=script, timeout=120)
+    result, seconds = torchrun(tmp_path, [rank, moment, *arguments(tmp_path, "two", 1)], script=script, timeout=120)
     assert result.returncode != 0, result.stderr[-3000:]
     assert seconds < 120, seconds  # torchrun tore the surviving worker down; nothing hangs
     run = run_folder_of(tmp_path, "two")
     visible = sorted((run / "hypernetworks").glob("*.pt"))
     assert "tiny-2.pt" in [path.name for path in visible], (checkpoint_names(run), result.stderr[-3000:])
+    assert "Signal 9 (SIGKILL) received" in result.stderr  # torchrun names the killed worker; the survivor says why it stops:
+    assert "hypernet train: error: another process of this 2-process run stopped" in result.stderr, result.stderr[-3000:]
+    if rank == "0":
+        assert [path.name for path in visible] == ["tiny-2.pt"]
+        assert [path for path in tmp_path.rglob(".tiny-4.pt.*.tmp")], checkpoint_names(run)  # the half-written one
     for path in visible:  # every checkpoint written before the kill loads and resumes exactly
         point = read_resume_point(path)
         assert point.exact, (path, point.notes)
@@ -162,6 +175,7 @@ def test_a_killed_worker_stops_the_run_and_one_process_continues_it_as_the_unint
     assert main(arguments(tmp_path, "two", 1)) == 0
     err = capsys.readouterr().err
     assert "continuing the unfinished run" in err and "the global batch stays 2" in err, err
+    assert ("removed 3 files left by an interrupted save" in err) == (rank == "0"), err
     assert "will not end as the uninterrupted run" not in err, err
     assert hypernet.load(tmp_path / "two" / "tiny.pt").step == END
     assert_same_weights(tmp_path / "two" / "tiny.pt", expected_output)
