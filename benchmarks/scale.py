@@ -59,7 +59,8 @@ def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     seconds = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
-    print(f"{seconds:7.1f} s  {' '.join(command[command.index('hypernet') + 1:][:4])} ...", file=sys.stderr, flush=True)
+    print(f"{seconds:7.1f} s  {' '.join(command[command.index('hypernet') + 1:][:4])} ... (load average after: "
+          f"{os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     return seconds, finished.stdout + finished.stderr
 
 
@@ -149,14 +150,18 @@ def main() -> int:
     b = args.batch
     print(f"Machine: {machine()}; {os.cpu_count()} logical CPUs; {args.repeats} run(s) of each, medians")
     print()
-    print("| work | 1 process (s) | 2 processes (s) | 2 / 1 |")
-    print("|---|---:|---:|---:|")
+    least = min
+    m1, m2 = least(generate[1]), least(generate[2])
+    n1, n2 = least(w for w, _ in train[1]), least(w for w, _ in train[2])
+    q1, q2 = least(r for _, r in train[1]), least(r for _, r in train[2])
+    print("| work | 1 process (s) | 2 processes (s) | 2 / 1 | fastest of each: 2 / 1 |")
+    print("|---|---:|---:|---:|---:|")
     print(f"| (a) `generate --from-file`, {args.prompts} toy prompts, 20 steps, 64×64: whole command | {g1:.1f} | {g2:.1f} | "
-          f"**{g2 / g1:.2f}** |")
+          f"**{g2 / g1:.2f}** | {m2 / m1:.2f} |")
     print(f"| (b) train {args.steps} steps, global batch {2 * b} (1 × {2 * b} vs 2 × {b}): whole command | {t1:.1f} | "
-          f"{t2:.1f} | **{t2 / t1:.2f}** |")
+          f"{t2:.1f} | **{t2 / t1:.2f}** | {n2 / n1:.2f} |")
     print(f"| (b) the same, the run alone (trainer's own clock: after model load) | {r1:.1f} | {r2:.1f} | "
-          f"{r2 / r1:.2f} |")
+          f"{r2 / r1:.2f} | {q2 / q1:.2f} |")
     print()
     print(f"Parts: a process's start (interpreter, imports, toy model load) ≈ {start:.1f} s; one picture ≈ {picture:.2f} s "
           f"(from a 2-prompt run, {g_small:.1f} s); training: {t1 - r1:.1f} s before the run starts, "
