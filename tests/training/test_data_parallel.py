@@ -68,16 +68,26 @@ def test_two_processes_of_batch_one_equal_one_process_of_batch_two(tmp_path):
 
 
 END = 6
-# one rank kills itself (SIGKILL, as `kill -9` would) at a moment of hypernet.fileio.kill_point
+# one rank kills itself (SIGKILL, as `kill -9` would) at a moment of hypernet.fileio.kill_point,
+# noting the time first
 KILL_ONE_WORKER = """
-import os, sys
-if os.environ["RANK"] == sys.argv.pop(1):
-    os.environ["HYPERNET_TEST_KILL_AT"] = sys.argv.pop(1)
-else:
-    del sys.argv[1]
+import os, sys, time
+rank, moment = sys.argv.pop(1), sys.argv.pop(1)
+if os.environ["RANK"] == rank:
+    os.environ["HYPERNET_TEST_KILL_AT"] = moment
+from hypernet import fileio
+from hypernet.training import trainer
+kill = fileio.kill_point
+def noted(at):
+    if os.environ.get(fileio.KILL_VARIABLE) == at:
+        with open("killed-at", "w") as note:
+            note.write(repr(time.time()))
+    kill(at)
+fileio.kill_point = trainer.kill_point = noted
 from hypernet.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+STOP_SECONDS = 60  # from the kill to the end of torchrun; measured 3-9 s on the 2-core machine
 
 
 def torchrun(cwd: Path, arguments: list[str], script: Path | None = None, timeout: int = 300):
@@ -154,9 +164,11 @@ def test_a_killed_worker_stops_the_run_and_one_process_continues_it_as_the_unint
     prepared(tmp_path, "two")
     script = tmp_path / "kill_one_worker.py"
     script.write_text(KILL_ONE_WORKER)
-    result, seconds = torchrun(tmp_path, [rank, moment, *arguments(tmp_path, "two", 1)], script=script, timeout=120)
+    result, _ = torchrun(tmp_path, [rank, moment, *arguments(tmp_path, "two", 1)], script=script)
+    stopped = time.time()
     assert result.returncode != 0, result.stderr[-3000:]
-    assert seconds < 120, seconds  # torchrun tore the surviving worker down; nothing hangs
+    killed = float((tmp_path / "killed-at").read_text())
+    assert stopped - killed < STOP_SECONDS, stopped - killed  # the survivor stopped, torchrun ended: nothing hangs
     run = run_folder_of(tmp_path, "two")
     visible = sorted((run / "hypernetworks").glob("*.pt"))
     assert "tiny-2.pt" in [path.name for path in visible], (checkpoint_names(run), result.stderr[-3000:])
