@@ -201,3 +201,19 @@ def test_unwritable_outputs_are_refused_before_the_first_step(setup, monkeypatch
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and named in error and "cannot be written" in error and "Traceback" not in error
     assert not (tmp_path / "logs").exists() and (tmp_path / "lib" / "tiny.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("given, processes, continued, expected, said", [
+    (1, 1, (1, 2), 2, "1 process each takes 2, so the global batch stays 2"),
+    (2, 2, (2, 1), 1, "2 processes each takes 1, so the global batch stays 2"),
+    (4, 8, (4, 2), 1, "8 processes each takes 1, so the global batch stays 8"),
+    (1, 2, (1, 2), 1, None),  # the same process count: nothing to share out
+    (3, 1, (1, 2), 3, None),  # another batch size given: kept, the plan's fingerprint check says what changed
+    (1, 2, (1, 3), 1, "which 2 processes cannot share evenly; each takes 1, a global batch of 2"),
+])
+def test_a_run_continued_with_another_process_count_keeps_its_global_batch(given, processes, continued, expected, said):
+    from hypernet.training.plan import _batch_for
+
+    messages = []
+    assert _batch_for(given, processes, continued, messages) == expected
+    assert messages == [] if said is None else said in messages[0], messages

@@ -164,6 +164,43 @@ def _fingerprint(config: TrainingConfig, sources, lines, batch_size, accumulatio
     }
 
 
+def _batch_words(batch_size, processes) -> str:
+    if batch_size is None:
+        return "unknown"
+    return f"{batch_size * processes} ({processes} processes x {batch_size})" if processes > 1 else str(batch_size)
+
+
+def _continued_batch(state: dict | None, placement: run_folder.Placement) -> tuple[int, int] | None:
+    """(batch size per process, processes) of the run being continued: its checkpoint's,
+    else its settings' (an unfinished run restarted from its own start)."""
+    before = (state or {}).get("fingerprint") or {}
+    batch = before.get("batch_size"), before.get("processes", 1)
+    if all(isinstance(n, int) and n > 0 for n in batch):
+        return batch
+    return placement.batch
+
+
+def _batch_for(given: int, processes: int, continued: tuple[int, int], messages: list[str]) -> int:
+    """The batch size per process of a run that continues another one. The global batch
+    (per process x processes) decides the data order and the gradient, so a run continued
+    with another process count keeps it: each process takes its share. A --batch-size
+    other than the continued run's is a wish for another batch, and is kept."""
+    written_batch, written_processes = continued
+    if written_processes == processes or given != written_batch:
+        return given
+    total = written_batch * written_processes
+    if total % processes:
+        messages.append(f"the run continued here had a global batch of {total} ({written_processes} processes x "
+                        f"{written_batch}), which {processes} processes cannot share evenly; each takes {given}, a "
+                        f"global batch of {given * processes}")
+        return given
+    share = total // processes
+    messages.append(f"the run continued here had {written_processes} process{'es' if written_processes > 1 else ''} x "
+                    f"batch {written_batch}; with {processes} process{'es' if processes > 1 else ''} each takes "
+                    f"{share}, so the global batch stays {total} (give another --batch-size to change it)")
+    return share
+
+
 def _precision(config: TrainingConfig, unet, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, whether to scale the loss). Master weights stay fp32."""
     weights = next(unet.parameters()).dtype
@@ -268,6 +305,9 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
             raise HypernetConfigError(f"preview {label} {value} must be a multiple of {scale_factor} (the VAE's scale factor)")
 
     batch_size, accumulation = config.batch_size, config.gradient_accumulation
+    continued = _continued_batch(state, placement) if start_step > 0 or placement.segment is not None else None
+    if continued is not None:
+        batch_size = _batch_for(batch_size, processes, continued, messages)
     if batch_size * processes > len(sources):
         clamped = max(1, len(sources) // processes)
         messages.append(f"batch size {batch_size}{f' x {processes} processes' if processes > 1 else ''} is larger than "
@@ -285,7 +325,11 @@ def prepare(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None,
         position = int(state.get("position", position))
         skipped = int(state.get("skipped_steps", 0))
         before = state.get("fingerprint", {})
-        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in fingerprint.items() if before.get(key) != value]
+        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in fingerprint.items()
+                   if key not in ("batch_size", "processes") and before.get(key) != value]
+        written_by = (before.get("batch_size"), before.get("processes", 1))
+        if written_by[0] is None or written_by[0] * written_by[1] != batch_size * processes:
+            changed.append(f"global batch {_batch_words(*written_by)} -> {_batch_words(batch_size, processes)}")
         if config.seed is not None and int(state.get("seed", seed)) != seed:
             changed.append(f"seed {state.get('seed')} -> {seed}")
         if changed:

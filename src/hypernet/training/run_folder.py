@@ -95,6 +95,7 @@ class Placement:
     continue_from: Path | None = None  # the unfinished run's checkpoint to go on from
     segment: Path | None = None  # its settings file, when restarted from its own start
     seed: int | None = None  # its seed
+    batch: tuple[int, int] | None = None  # its (batch size per process, processes)
     messages: list[str] = field(default_factory=list)
 
 
@@ -110,8 +111,10 @@ def _continuation(record: Record | None, start_step: int, command: dict) -> Plac
     message = (f"continuing the unfinished run in {record.folder} from {where}: this same command was stopped "
                f"there (give another --run-dir to start over elsewhere)")
     seed = record.data.get("seed")
+    batch = record.data.get("batch_size"), record.data.get("processes")
     return Placement(record.folder, chosen, record.settings if same_start else None,
-                     int(seed) if isinstance(seed, int) else None, [message])
+                     int(seed) if isinstance(seed, int) else None,
+                     batch if all(isinstance(n, int) and n > 0 for n in batch) else None, [message])
 
 
 def place(default, name: str, start_step: int, command: dict, resume=None, search=()) -> Placement:

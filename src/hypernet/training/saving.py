@@ -95,7 +95,10 @@ class RunSaving:
         return True
 
     def rescue(self) -> bool:
-        """After an unexpected error: save the last complete step if that can be done."""
+        """After an unexpected error: save the last complete step if that can be done (the
+        main process; in a data-parallel run the others write nothing)."""
+        if not self.main:
+            return False
         try:
             return self.save()
         except (HypernetError, OSError):

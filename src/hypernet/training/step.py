@@ -4,6 +4,9 @@ cannot be taken (non-finite values, out of memory)."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import torch
 
 from . import dataset as data, loss as loss_module, prompts, randomness
@@ -19,6 +22,22 @@ def _optimizer_class(name: str, messages: list[str]):
 
 
 IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+@contextlib.contextmanager
+def together(processes: int, rank: int):
+    """Around every collective of a data-parallel run. When another process dies (killed,
+    out of memory, its machine gone), gloo and NCCL raise a RuntimeError about a socket in
+    the survivors; it becomes a TrainingError saying what happened and what to do."""
+    try:
+        yield
+    except RuntimeError as error:
+        if processes <= 1 or isinstance(error, torch.OutOfMemoryError):
+            raise
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        text = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". This is typically")[0]  # gloo's source position, its advice
+        raise TrainingError(f"another process of this {processes}-process run stopped (process {rank} lost contact with "
+                            f"it: {text}); run the same command again to continue from the last checkpoint") from error
 
 
 def make_optimizer(optimizer_class, parameters, learning_rate: float):
@@ -84,16 +103,18 @@ class OptimizerStep:
     # -- one optimizer step ---------------------------------------------------------------------
     def reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.plan.processes > 1:
-            return self.accelerator.reduce(tensor, reduction="mean")
+            with together(self.plan.processes, self.plan.rank):
+                return self.accelerator.reduce(tensor, reduction="mean")
         return tensor
 
     def sync_gradients(self) -> None:
         if self.plan.processes <= 1:
             return
-        for parameter in self.parameters:
-            if parameter.grad is None:
-                parameter.grad = torch.zeros_like(parameter)
-            parameter.grad = self.accelerator.reduce(parameter.grad, reduction="mean")
+        with together(self.plan.processes, self.plan.rank):
+            for parameter in self.parameters:
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+                parameter.grad = self.accelerator.reduce(parameter.grad, reduction="mean")
 
     def one_step(self):
         """Run the micro-batches of one optimizer step. Returns (outcome, loss, prompts,

@@ -39,7 +39,7 @@ from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
 from .results import StepInfo, StopReason, TrainingResult, describe_result
 from .saving import RunSaving, complete_final_save
-from .step import IMPLEMENTATION_KEYS, OptimizerStep, _optimizer_class, make_optimizer
+from .step import IMPLEMENTATION_KEYS, OptimizerStep, _optimizer_class, make_optimizer, together
 
 __all__ = ["train", "prepare", "check_inputs", "borrowed", "make_optimizer", "Plan", "Inputs", "StepInfo",
            "StopReason", "TrainingResult", "TrainingError", "describe_result", "OPTIMIZER", "IMPLEMENTATION_KEYS"]
@@ -243,7 +243,8 @@ class _Run(OptimizerStep, RunSaving):
         if self.plan.processes <= 1:
             return wanted
         flag = torch.tensor(float(wanted), device=self.plan.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        with together(self.plan.processes, self.plan.rank):
+            return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     def after_step(self, loss_value: float, learning_rate: float, epoch: int, bar) -> None:
         plan, config = self.plan, self.config
@@ -265,7 +266,8 @@ class _Run(OptimizerStep, RunSaving):
         if config.preview_every and step % config.preview_every == 0:
             self.preview()
         if self.processes_sync_needed(step):
-            self.accelerator.wait_for_everyone()
+            with together(plan.processes, plan.rank):
+                self.accelerator.wait_for_everyone()
         if self.on_step is not None and self.main:
             self.on_step(StepInfo(step, loss_value, learning_rate, epoch_index, epoch_step + 1, plan.steps_per_epoch,
                                   list(self.last_prompts), self.network))
@@ -315,7 +317,8 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     processes, rank = int(accelerator.num_processes), int(accelerator.process_index)
     plan = prepare(pipe, network, config, output=output, resume=resume, processes=processes, rank=rank, inputs=inputs)
     if processes > 1:
-        accelerator.wait_for_everyone()  # every process has read the run folder before the first writes
+        with together(processes, rank):
+            accelerator.wait_for_everyone()  # every process has read the run folder before the first writes
     if rank == 0:
         removed = run_folder.remove_stale(plan.run_dir, plan.name, plan.output)
         if removed:
