@@ -35,7 +35,7 @@ def stop_during_batch(monkeypatch, batch: int, action):
     """Run `action` (a Ctrl-C) while batch number `batch` (0-based) is being sampled."""
     from hypernet.generation import Generator
 
-    original = Generator._sample
+    original = Generator._batch
     calls = []
 
     def sample(self, *args, **kwargs):
@@ -45,7 +45,7 @@ def stop_during_batch(monkeypatch, batch: int, action):
             action()
         return result
 
-    monkeypatch.setattr(Generator, "_sample", sample)
+    monkeypatch.setattr(Generator, "_batch", sample)
     return calls
 
 
