@@ -90,6 +90,8 @@ def network_choices(service) -> list[str]:
 def build(service, size: int):
     import gradio as gr
 
+    from .controls import size_row
+
     c = {}
     choices = network_choices(service)
     with gr.Row(equal_height=False):
@@ -106,9 +108,7 @@ def build(service, size: int):
                 c["sampler"] = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampling method",
                                            elem_id="grid_sampler")
                 c["cfg"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="grid_cfg_scale")
-            with gr.Row():
-                c["width"] = gr.Slider(8, 2048, value=size, step=8, label="Width", elem_id="grid_width")
-                c["height"] = gr.Slider(8, 2048, value=size, step=8, label="Height", elem_id="grid_height")
+            size_row(c, "grid", size)
             with gr.Row():
                 c["run"] = gr.Button("Make grid", variant="primary", elem_id="grid_generate")
                 c["interrupt"] = gr.Button("Interrupt", elem_id="grid_interrupt")

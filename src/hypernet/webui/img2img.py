@@ -9,7 +9,7 @@ import gradio as gr
 from ..errors import HypernetError
 from ..img2img_images import RESIZE_MODES
 from ..request import MASKED_CONTENT, Img2Img
-from ..samplers import DEFAULT_SAMPLER, SAMPLERS, SCHEDULES
+from .controls import batch_row, output_column, output_states, sampling_row, size_row
 from .txt2img import follow, make_request
 
 INPAINT_AREAS = ("Whole picture", "Only masked")
@@ -96,31 +96,13 @@ def build(service, size: int):
                                                elem_id="img2img_inpainting_fill")
                 c["inpaint_area"] = gr.Radio(list(INPAINT_AREAS), value="Whole picture", label="Inpaint area",
                                              elem_id="img2img_inpaint_full_res")
-            with gr.Row():
-                c["sampler"] = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampling method",
-                                           elem_id="img2img_sampler")
-                c["schedule"] = gr.Dropdown(list(SCHEDULES), value="Automatic", label="Schedule type",
-                                            elem_id="img2img_scheduler")
-                c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="img2img_steps")
-            with gr.Row():
-                c["width"] = gr.Slider(8, 2048, value=size, step=8, label="Width", elem_id="img2img_width")
-                c["height"] = gr.Slider(8, 2048, value=size, step=8, label="Height", elem_id="img2img_height")
-            with gr.Row():
-                c["batch_count"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                             elem_id="img2img_batch_count")
-                c["batch_size"] = gr.Slider(1, 16, value=1, step=1, label="Batch size", elem_id="img2img_batch_size")
+            sampling_row(c, "img2img")
+            size_row(c, "img2img", size)
+            batch_row(c, "img2img")
             c["cfg"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="img2img_cfg_scale")
             c["seed"] = gr.Number(-1, label="Seed", precision=0, elem_id="img2img_seed")
-        with gr.Column(scale=2):
-            c["progress"] = gr.HTML("", elem_id="img2img_progress")
-            c["preview"] = gr.Image(label="Live preview", visible=False, interactive=False, height=256,
-                                    elem_id="img2img_live_preview")
-            c["gallery"] = gr.Gallery(label="Output", columns=2, height="auto", elem_id="img2img_gallery",
-                                      object_fit="contain")
-            c["infotext"] = gr.Textbox(label="Generation parameters", lines=4, interactive=False,
-                                       buttons=["copy"], elem_id="img2img_infotext")
-    c["last_seed"] = gr.State(-1)
-    c["infotexts"] = gr.State([])
+        output_column(c, "img2img")
+    output_states(c)
     fields = [c[k] for k in ("editor", "mask", *SETTINGS, "prompt", "negative", "sampler", "schedule", "steps", "cfg",
                              "width", "height", "seed", "batch_size", "batch_count")]
     outputs = [c[k] for k in ("progress", "preview", "gallery", "infotext", "error", "last_seed", "infotexts")]

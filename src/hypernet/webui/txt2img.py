@@ -14,7 +14,8 @@ import gradio as gr
 from ..errors import HypernetError
 from ..generation import Request
 from ..request import LATENT_UPSCALERS, PIXEL_UPSCALERS, HiresFix
-from ..samplers import DEFAULT_SAMPLER, SAMPLERS, SCHEDULES
+from ..samplers import DEFAULT_SAMPLER
+from .controls import batch_row, output_column, output_states, sampling_row, size_row
 from .common import POLL_SECONDS, _bar, error_html, note_html, optional_int, progress_html
 
 
@@ -113,22 +114,9 @@ def build(service, cards_builder):
         with gr.Column(scale=3):
             with gr.Tabs(elem_id="txt2img_extra_tabs"):
                 with gr.Tab("Generation", id="generation", elem_id="txt2img_generation_tab"):
-                    with gr.Row():
-                        c["sampler"] = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampling method",
-                                                   elem_id="txt2img_sampler")
-                        c["schedule"] = gr.Dropdown(list(SCHEDULES), value="Automatic", label="Schedule type",
-                                                    elem_id="txt2img_scheduler")
-                        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps",
-                                               elem_id="txt2img_steps")
-                    with gr.Row():
-                        c["width"] = gr.Slider(8, 2048, value=size, step=8, label="Width", elem_id="txt2img_width")
-                        c["height"] = gr.Slider(8, 2048, value=size, step=8, label="Height",
-                                                elem_id="txt2img_height")
-                    with gr.Row():
-                        c["batch_count"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                                     elem_id="txt2img_batch_count")
-                        c["batch_size"] = gr.Slider(1, 16, value=1, step=1, label="Batch size",
-                                                    elem_id="txt2img_batch_size")
+                    sampling_row(c, "txt2img")
+                    size_row(c, "txt2img", size)
+                    batch_row(c, "txt2img")
                     c["cfg"] = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
                     with gr.Row(elem_id="txt2img_seed_row"):
                         c["seed"] = gr.Number(-1, label="Seed", precision=0, elem_id="txt2img_seed", scale=4)
@@ -139,16 +127,8 @@ def build(service, cards_builder):
                                     ("embedding", "Textual Inversion")):
                     with gr.Tab(title, id=kind, elem_id=f"txt2img_{kind}_tab"):
                         c[f"{kind}_cards"] = cards_builder(kind, c["prompt"], c["selected"], c["strength"])
-        with gr.Column(scale=2):
-            c["progress"] = gr.HTML("", elem_id="txt2img_progress")
-            c["preview"] = gr.Image(label="Live preview", visible=False, interactive=False, height=256,
-                                    elem_id="txt2img_live_preview")
-            c["gallery"] = gr.Gallery(label="Output", columns=2, height="auto", elem_id="txt2img_gallery",
-                                      object_fit="contain")
-            c["infotext"] = gr.Textbox(label="Generation parameters", lines=4, interactive=False,
-                                       buttons=["copy"], elem_id="txt2img_infotext")
-    c["last_seed"] = gr.State(-1)
-    c["infotexts"] = gr.State([])
+        output_column(c, "txt2img")
+    output_states(c)
     _wire(service, c)
     return c
 
