@@ -121,3 +121,46 @@ def test_requests_that_cannot_share_a_batch_are_refused(generator):
     with pytest.raises(HypernetError, match="use group_requests"):
         generator.generate_together([Request("a", steps=3, width=32, height=32), Request("b", steps=4, width=32, height=32)],
                                     progress=False)
+
+
+@pytest.fixture(scope="module")
+def toy_generator(tmp_path_factory):
+    from hypernet.cli.defaults import toy_model_loader
+    from hypernet.loading import load_generator
+
+    return load_generator(None, hypernet_dir=tmp_path_factory.mktemp("none"), default_model=toy_model_loader(),
+                          progress=False)
+
+
+def test_on_the_toy_model_and_is_the_composed_prediction(toy_generator):
+    pipe = toy_generator.pipe
+    steps, seed, scale = 1, 4, 5.0
+    encoder = toy_generator.prompt_encoder
+    with torch.no_grad():
+        a, b = encoder.conditioning("a red circle on a blue background", steps), encoder.conditioning("a green square", steps)
+        negative, empty = encoder.conditioning("", steps), encoder.empty()
+    shape = (4, toy_generator.native_size // pipe.vae_scale_factor, toy_generator.native_size // pipe.vae_scale_factor)
+    noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+    job = ImageJob(noise, torch.Generator("cpu").manual_seed(seed), [(0.7, a), (0.3, b)], negative)
+    ours, _ = denoise(pipe.unet, make_scheduler("DDIM", pipe.scheduler.config), [job], steps, Guidance(scale), empty)
+    scheduler = make_scheduler("DDIM", pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    [timestep] = scheduler.timesteps
+    with torch.no_grad():
+        x = scheduler.scale_model_input(noise[None] * scheduler.init_noise_sigma, timestep)
+        u, ca, cb = (pipe.unet(x, timestep, encoder_hidden_states=c[0][1][None]).sample for c in (negative, a, b))
+    expected = scheduler.step(u + (ca - u) * (0.7 * scale) + (cb - u) * (0.3 * scale), timestep,
+                              noise[None] * scheduler.init_noise_sigma).prev_sample
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_on_the_toy_model_four_chains_in_one_batch_equal_the_single_runs(toy_generator):
+    prompt = "a red circle on a blue background"
+    requests = [Request(f"{prompt}{tags}", steps=8, seed=20 + index)
+                for index, tags in enumerate(["", " <hypernet:water:1>", " <hypernet:neon:0.8>",
+                                              " <hypernet:water:0.6> <hypernet:neon:0.6>"])]
+    together = toy_generator.generate_together(requests, progress=False)
+    for request, [result] in zip(requests, together):
+        [alone] = toy_generator.generate(request, progress=False)
+        difference = np.abs(np.asarray(result.image).astype(int) - np.asarray(alone.image).astype(int)).max()
+        assert difference <= 1, (request.prompt, difference)
