@@ -8,6 +8,7 @@ different networks can share one loaded model.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -100,6 +101,9 @@ class Generator:
         self._prompt_encoders: dict[int, object] = {}
         self._embeddings = None
         self._installed_here = attention.installed_chain(pipe.unet) is None
+        # One generation at a time on this pipeline: folding swaps weights into the shared
+        # UNet for the duration of a pass, so a second thread waits rather than interferes.
+        self._running = threading.RLock()
 
     def close(self) -> None:
         """Hand the pipeline back: original attention processors (if installed here)."""
@@ -188,7 +192,8 @@ class Generator:
             control.skipped = False
             seeds = [request.seed + batch * request.batch_size + i for i in range(request.batch_size)]
             description = f"batch {batch + 1}/{request.batch_count}" if request.batch_count > 1 else "sampling"
-            images, steps_done = self._batch(request, seeds, first, second, progress, description, control, batch)
+            with self._running:
+                images, steps_done = self._batch(request, seeds, first, second, progress, description, control, batch)
             for position, (image, seed) in enumerate(zip(images, seeds)):
                 result = self._result(image, seed, request, first.labels, position, steps_done)
                 results.append(result)
@@ -229,12 +234,13 @@ class Generator:
             jobs += self._jobs(request, read, own, self._noise(request, own, shape), first.steps)
             seeds += own
         noise = torch.stack([job.noise for job in jobs])
-        latents, done, complete = self._pass(first, prompted[0], seeds, noise, first.steps, first.cfg_scale,
-                                             first.sampler, first.schedule, None, None, progress, "together",
-                                             control, 0, jobs=jobs)
         from .latents import decode
 
-        images = iter(decode(self.pipe, latents))
+        with self._running:
+            latents, done, complete = self._pass(first, prompted[0], seeds, noise, first.steps, first.cfg_scale,
+                                                 first.sampler, first.schedule, None, None, progress, "together",
+                                                 control, 0, jobs=jobs)
+            images = iter(decode(self.pipe, latents))
         results = []
         for request, read in zip(requests, prompted):
             results.append([self._result(next(images), request.seed + i, request, read.labels, i,

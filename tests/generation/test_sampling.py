@@ -164,3 +164,24 @@ def test_on_the_toy_model_four_chains_in_one_batch_equal_the_single_runs(toy_gen
         [alone] = toy_generator.generate(request, progress=False)
         difference = np.abs(np.asarray(result.image).astype(int) - np.asarray(alone.image).astype(int)).max()
         assert difference <= 1, (request.prompt, difference)
+
+
+def test_two_threads_on_one_generator_get_what_each_asked_for(toy_generator):
+    """Folding swaps weights into the shared UNet for a pass: concurrent calls must not mix."""
+    import threading
+
+    requests = [Request("a red circle on a blue background <hypernet:water:1>", steps=6, seed=1),
+                Request("a red circle on a blue background <hypernet:neon:1>", steps=6, seed=1)]
+    alone = [toy_generator.generate(request, progress=False)[0].image for request in requests]
+    results = [None, None]
+
+    def run(index):
+        results[index] = toy_generator.generate(requests[index], progress=False)[0].image
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, expected in zip(results, alone):
+        assert np.array_equal(np.asarray(got), np.asarray(expected))
