@@ -165,7 +165,7 @@ def denoise(unet, scheduler, jobs: Sequence[ImageJob], steps: int, guidance: Gui
     same_rows = select.tolist() == list(range(len(jobs))) * (len(select) // len(jobs))
     embeddings = rows.embeddings(0, device, dtype)
     done = 0
-    with _activate_rows(unet, rows.chains, fold=fold, cache=cache):
+    with attention.activate_rows(unet, rows.chains, fold=fold, cache=cache):
         for index, timestep in enumerate(timesteps):
             if stop():
                 break
@@ -198,10 +198,3 @@ def _keep_unmasked(scheduler, start: Start, noise, latents, timesteps, index: in
     mask = start.mask.to(latents.device, latents.dtype)
     return kept * (1 - mask) + latents * mask
 
-
-def _activate_rows(unet, chains, fold, cache):  # TEMPORARY until attention.activate_rows lands
-    if hasattr(attention, "activate_rows"):
-        return attention.activate_rows(unet, chains, fold=fold, cache=cache)
-    if any(chain != chains[0] for chain in chains):
-        raise NotImplementedError("per-row chains")
-    return attention.activate(unet, chains[0], fold=fold, cache=cache)
