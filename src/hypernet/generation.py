@@ -196,6 +196,51 @@ class Generator:
                     on_result(result)
         return results
 
+    def generate_together(self, requests: Sequence[Request], progress: bool = True,
+                          control: Control | None = None) -> list[list[Result]]:
+        """Several txt2img requests as one UNet batch, each image through its own prompt,
+        seed and hypernetwork chain (`attention.activate_rows`): what lets a server batch
+        the requests of different users. Same pixels as each request alone (within fp32
+        rounding, when the prompts have the same number of 75-token chunks). The requests
+        must agree on what one batch shares (`batch_key`); `group_requests` sorts a mixed
+        list into such groups. Returns each request's results, in order."""
+        if not requests:
+            return []
+        multiple = max(8, self.pipe.vae_scale_factor)
+        requests = [request.validated(self.native_size, multiple) for request in requests]
+        keys = {batch_key(request) for request in requests}
+        if len(keys) > 1:
+            raise HypernetError("requests run together must share size, steps, CFG scale, sampler, schedule and "
+                                f"LoRA-free settings; got {len(keys)} different sets (use group_requests)")
+        for request in requests:
+            if request.batch_count != 1 or request.img2img is not None or request.hires is not None:
+                raise HypernetError("requests run together are txt2img with batch count 1, without img2img or hires")
+        prompted = [self._prompted(request.prompt, request.negative_prompt) for request in requests]
+        if any(p.loras for p in prompted):
+            raise HypernetError("<lora:...> tags apply to the whole pipeline: run such requests on their own")
+        first = requests[0]
+        merged = Request(**{**first.__dict__, "batch_size": sum(r.batch_size for r in requests)})
+        self.check_memory(merged)
+        control = control or Control()
+        jobs, seeds = [], []
+        shape = self._latent_shape(first.width, first.height)
+        for request, read in zip(requests, prompted):
+            own = [request.seed + i for i in range(request.batch_size)]
+            jobs += self._jobs(request, read, own, self._noise(request, own, shape), first.steps)
+            seeds += own
+        noise = torch.stack([job.noise for job in jobs])
+        latents, done, complete = self._pass(first, prompted[0], seeds, noise, first.steps, first.cfg_scale,
+                                             first.sampler, first.schedule, None, None, progress, "together",
+                                             control, 0, jobs=jobs)
+        from .latents import decode
+
+        images = iter(decode(self.pipe, latents))
+        results = []
+        for request, read in zip(requests, prompted):
+            results.append([self._result(next(images), request.seed + i, request, read.labels, i,
+                                         request.steps if complete else done) for i in range(request.batch_size)])
+        return results
+
     def _prompted(self, prompt: str, negative_prompt: str, networks=()) -> "_Prompted":
         text, negative_text, named, loras = self.resolve_networks(prompt, negative_prompt)
         chain = tuple((network, multiplier) for _, network, multiplier in named) + tuple(networks)
@@ -274,20 +319,29 @@ class Generator:
             noises.append(noise)
         return torch.stack(noises)
 
-    def _pass(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int, cfg_scale: float, sampler: str,
-              schedule, start, condition, progress: bool, description: str, control: Control, batch: int):
-        """(latents, steps run, whether all ran) of one denoising pass over a batch."""
-        from .sampling import ImageJob, denoise
+    def _jobs(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int) -> list:
+        """One `sampling.ImageJob` per seed: the prompt pair encoded for `steps`."""
+        from .sampling import ImageJob
 
-        pipe = self.pipe
-        scheduler = make_scheduler(sampler, pipe.scheduler.config, schedule)
         encoder = self.prompt_encoder_for(request.clip_skip or self.clip_skip)
         with torch.no_grad():
             parts = encoder.composable_conditioning(prompted.text, steps)
             negative = encoder.conditioning(prompted.negative_text, steps)
-            empty = encoder.empty()
-        jobs = [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
+        return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
                 for index, seed in enumerate(seeds)]
+
+    def _pass(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int, cfg_scale: float, sampler: str,
+              schedule, start, condition, progress: bool, description: str, control: Control, batch: int, jobs=None):
+        """(latents, steps run, whether all ran) of one denoising pass over a batch
+        (`jobs`: the images' own prompts and chains; default: `prompted` for every seed)."""
+        from .sampling import denoise
+
+        pipe = self.pipe
+        scheduler = make_scheduler(sampler, pipe.scheduler.config, schedule)
+        jobs = jobs or self._jobs(request, prompted, seeds, noise, steps)
+        with torch.no_grad():
+            empty = self.prompt_encoder_for(request.clip_skip or self.clip_skip).empty()
+        chain = tuple(entry for job in jobs for entry in job.chain)
         pipe.set_progress_bar_config(disable=not progress, desc=description, leave=False)
         bar = pipe.progress_bar(total=0)
         total = 0
@@ -299,7 +353,7 @@ class Generator:
                 bar.refresh()
             bar.update()
             if not torch.isfinite(latents).all():
-                raise NonFiniteError(self._non_finite_message(request, index + 1, prompted.chain))
+                raise NonFiniteError(self._non_finite_message(request, index + 1, chain))
             if control.on_step is not None:
                 control.on_step(StepInfo(batch, request.batch_count, index + 1, count, latents))
 
@@ -376,6 +430,21 @@ class _Prompted:
     chain: tuple
     labels: list
     loras: list
+
+
+def batch_key(request: Request) -> tuple:
+    """What the images of one UNet batch must share (the rest, prompts, seeds and
+    hypernetworks included, may differ per image)."""
+    return (request.width, request.height, request.steps, request.cfg_scale, request.sampler, request.schedule,
+            request.subseed_strength)
+
+
+def group_requests(requests: Sequence[Request]) -> list[list[int]]:
+    """Indices of `requests` grouped by `batch_key`, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(batch_key(request), []).append(index)
+    return list(groups.values())
 
 
 def img2img_fields(request: Request) -> dict:
