@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.needs_toy_model
 
 
-def test_generate_and_grid_print_no_warnings(tmp_path):
+def test_generate_grid_and_xyz_print_no_warnings(tmp_path):
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     script = (
         "import sys\n"
@@ -20,6 +20,8 @@ def test_generate_and_grid_print_no_warnings(tmp_path):
         f" '--quiet', '--out', {str(tmp_path)!r}]) == 0\n"
         "assert main(['grid', 'a red circle', '--hypernet', 'neon', '--multipliers', '0,1', '--seeds', '1', '--steps', '2',"
         f" '--quiet', '--out', {str(tmp_path)!r}]) == 0\n"
+        "assert main(['xyz', 'a red circle', '--x', 'sampler:Euler a,DDIM', '--y', 'hypernet:water,none', '--steps', '2',"
+        f" '--size', '32x32', '--quiet', '--out', {str(tmp_path)!r}]) == 0\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
                             cwd=tmp_path, timeout=600)

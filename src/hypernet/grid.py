@@ -281,3 +281,33 @@ def labelled_grid(
         _, y0, _, y1 = layout.cell_box(row_index, 0)
         draw_block(block, layout.margin + layout.row_label_width / 2, (y0 + y1) / 2 - block.height / 2)
     return canvas
+
+
+def xyz_grid(images, x_labels: list[str], y_labels: list[str], z_labels: list[str]):
+    """(picture, [grid per Z value]) from `images[z][y][x]`: one labelled grid per Z value
+    with the Z label as its title (none without a Z axis), side by side on white. Cells of
+    different sizes are centred on the largest."""
+    from PIL import Image
+
+    flat = [image for plane in images for row in plane for image in row]
+    width, height = max(i.width for i in flat), max(i.height for i in flat)
+
+    def padded(image):
+        if image.size == (width, height):
+            return image
+        canvas = Image.new("RGB", (width, height), BACKGROUND)
+        canvas.paste(image.convert("RGB"), ((width - image.width) // 2, (height - image.height) // 2))
+        return canvas
+
+    grids = [labelled_grid([[padded(i) for i in row] for row in plane], y_labels, x_labels, title=title or None)
+             for plane, title in zip(images, z_labels)]
+    if len(grids) == 1:
+        return grids[0], grids
+    gap = max(8, grids[0].width // 40)
+    picture = Image.new("RGB", (sum(g.width for g in grids) + gap * (len(grids) - 1), max(g.height for g in grids)),
+                        BACKGROUND)
+    left = 0
+    for grid in grids:
+        picture.paste(grid, (left, 0))
+        left += grid.width + gap
+    return picture, grids

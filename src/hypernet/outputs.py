@@ -78,6 +78,8 @@ def request_from_infotext(text: str, **overrides) -> Request:
         sampler=str(parameters.get("Sampler", DEFAULT_SAMPLER)),
         schedule=parameters.get("Schedule type"),
     )
+    if isinstance(parameters.get("Clip skip"), int):
+        values["clip_skip"] = parameters["Clip skip"]
     if len(size) == 2 and all(s.isdigit() for s in size):
         values.update(width=int(size[0]), height=int(size[1]))
     if any(key in parameters for key in ("Hires upscale", "Hires resize", "Hires upscaler")):

@@ -84,3 +84,20 @@ def test_mismatches_are_refused_clearly():
     mixed[0][0] = Image.new("RGB", (32, 32))
     with pytest.raises(HypernetError, match="differ in size"):
         labelled_grid(mixed, ROWS, COLUMNS)
+
+
+def test_xyz_grid_puts_one_titled_grid_per_z_value_side_by_side_and_pads_odd_sizes():
+    from hypernet.grid import xyz_grid
+
+    red, blue = Image.new("RGB", (64, 64), (200, 0, 0)), Image.new("RGB", (32, 64), (0, 0, 200))
+    picture, grids = xyz_grid([[[red, blue]], [[blue, red]]], ["x1", "x2"], [""], ["Sampler: DDIM", "Sampler: Euler a"])
+    layout = grid_layout((64, 64), [""], ["x1", "x2"], title="Sampler: DDIM")
+    assert len(grids) == 2 and all(grid.size == (layout.width, layout.height) for grid in grids)
+    assert picture.width > 2 * layout.width and picture.height == layout.height
+    x0, y0, x1, y1 = layout.cell_box(0, 1)  # the narrow blue cell, centred on white
+    assert grids[0].getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) == (0, 0, 200)
+    assert grids[0].getpixel((x0 + 2, (y0 + y1) // 2)) == (255, 255, 255)
+    assert non_white(grids[0], (0, 0, grids[0].width, layout.title_height)) > 20
+    single, only = xyz_grid([[[red]]], [""], [""], [""])
+    plain = grid_layout((64, 64), [""], [""])
+    assert only == [single] and single.size == (plain.width, plain.height)

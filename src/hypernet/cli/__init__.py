@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "generate",
     "img2img",
     "grid",
+    "xyz",
     "library",
     "create",
     "inspect",
