@@ -18,8 +18,8 @@ from .errors import HypernetError
 from .folding import FoldCache
 from .memory import MemoryLimit, check as check_memory
 from .network import Hypernetwork
-from .request import MAX_SEED, SEED_LIMIT, Request  # noqa: F401  (re-exported: part of this module's interface)
-from .samplers import make_scheduler, split_name
+from .request import MAX_SEED, SEED_LIMIT, Request, batch_key, group_requests  # noqa: F401  (re-exported: part of this module's interface)
+from .samplers import make_scheduler
 
 
 class NonFiniteError(HypernetError):
@@ -307,17 +307,9 @@ class Generator:
         check_memory(self.pipe, width, height, request.batch_size, request.cfg_scale, limit or self.memory_limit)
 
     def _noise(self, request: Request, seeds, shape) -> torch.Tensor:
-        """Per-image CPU noise: the same seed gives the same image on any device and batch
-        size. A variation seed is blended in spherically, as the webui does."""
-        noises = []
-        for index, seed in enumerate(seeds):
-            noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
-            if request.subseed_strength > 0:
-                subseed = request.subseed + (seed - request.seed)
-                other = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
-                noise = _slerp(request.subseed_strength, noise, other)
-            noises.append(noise)
-        return torch.stack(noises)
+        from .noise import seed_noise
+
+        return seed_noise(request, seeds, shape)
 
     def _jobs(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int) -> list:
         """One `sampling.ImageJob` per seed: the prompt pair encoded for `steps`."""
@@ -388,35 +380,12 @@ class Generator:
 
     def _result(self, image, seed: int, request: Request, labels, position: int, steps_done: int) -> Result:
         from .infotext import format_infotext
+        from .result_fields import parameters
 
-        sampler, schedule = split_name(request.sampler, request.schedule)
-        parameters = {
-            "Steps": request.steps,
-            "Sampler": sampler,
-            "Schedule type": schedule,
-            "CFG scale": request.cfg_scale,
-            "Seed": seed,
-            "Size": f"{request.width}x{request.height}",
-            "Model hash": self.model.hash,
-            "Model": self.model.name,
-        }
-        parameters.update(img2img_fields(request))
-        if request.batch_size > 1:
-            parameters["Batch size"] = request.batch_size
-            parameters["Batch pos"] = position
-        if request.subseed_strength > 0:
-            parameters["Variation seed"] = request.subseed + (seed - request.seed)
-            parameters["Variation seed strength"] = request.subseed_strength
-        if (request.clip_skip or self.clip_skip) > 1:
-            parameters["Clip skip"] = request.clip_skip or self.clip_skip
-        if steps_done < request.steps:
-            parameters["Interrupted at step"] = steps_done
-        if labels:
-            parameters["Hypernetworks"] = ", ".join(f"{name}: {multiplier:g}" for name, multiplier in labels)
-        parameters = {k: v for k, v in parameters.items() if v is not None}
-        infotext = format_infotext(request.prompt, request.negative_prompt, parameters)
+        fields = parameters(request, seed, position, steps_done, self.model, self.clip_skip, labels)
+        infotext = format_infotext(request.prompt, request.negative_prompt, fields)
         subseed = request.subseed + (seed - request.seed)  # the one drawn, as the webui reports it
-        return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, parameters,
+        return Result(image, seed, request.prompt, request.negative_prompt, labels, infotext, fields,
                       subseed=subseed, steps_done=steps_done)
 
 
@@ -430,66 +399,3 @@ class _Prompted:
     chain: tuple
     labels: list
     loras: list
-
-
-def batch_key(request: Request) -> tuple:
-    """What the images of one UNet batch must share (the rest, prompts, seeds and
-    hypernetworks included, may differ per image)."""
-    return (request.width, request.height, request.steps, request.cfg_scale, request.sampler, request.schedule,
-            request.subseed_strength)
-
-
-def group_requests(requests: Sequence[Request]) -> list[list[int]]:
-    """Indices of `requests` grouped by `batch_key`, in first-seen order."""
-    groups: dict[tuple, list[int]] = {}
-    for index, request in enumerate(requests):
-        groups.setdefault(batch_key(request), []).append(index)
-    return list(groups.values())
-
-
-def img2img_fields(request: Request) -> dict:
-    """The webui's infotext fields for img2img/inpainting and the hires fix."""
-    fields = {}
-    settings = request.img2img
-    if settings is not None:
-        fields["Denoising strength"] = settings.denoising_strength
-        if str(settings.resize_mode).lower() not in ("just resize", "0"):
-            fields["Resize mode"] = settings.resize_mode
-        if settings.mask is not None:
-            fields["Mask blur"] = settings.mask_blur
-            fields["Masked content"] = settings.masked_content
-            if settings.invert_mask:
-                fields["Mask mode"] = "Inpaint not masked"
-            if settings.only_masked:
-                fields["Inpaint area"] = "Only masked"
-                fields["Masked area padding"] = settings.only_masked_padding
-    hires = request.hires
-    if hires is not None:
-        fields["Denoising strength"] = hires.denoising_strength
-        if hires.resize_width or hires.resize_height:
-            fields["Hires resize"] = f"{hires.resize_width}x{hires.resize_height}"
-        else:
-            fields["Hires upscale"] = hires.scale
-        if hires.steps:
-            fields["Hires steps"] = hires.steps
-        fields["Hires upscaler"] = hires.upscaler
-        if hires.prompt and hires.prompt != request.prompt:
-            fields["Hires prompt"] = hires.prompt
-        if hires.negative_prompt and hires.negative_prompt != request.negative_prompt:
-            fields["Hires negative prompt"] = hires.negative_prompt
-        if hires.sampler:
-            fields["Hires sampler"], fields["Hires schedule type"] = split_name(hires.sampler)
-        if hires.cfg_scale is not None:
-            fields["Hires CFG Scale"] = hires.cfg_scale
-    return fields
-
-
-def _slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between two noise tensors (keeps the noise's norm)."""
-    low_unit = low / low.norm()
-    high_unit = high / high.norm()
-    dot = (low_unit * high_unit).sum().clamp(-1.0, 1.0)
-    if dot.abs() > 0.9995:
-        return (1 - strength) * low + strength * high
-    omega = torch.acos(dot)
-    return (torch.sin((1 - strength) * omega) * low + torch.sin(strength * omega) * high) / torch.sin(omega)

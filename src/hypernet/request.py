@@ -172,3 +172,18 @@ class Request:
         seed = self.seed if self.seed is not None and self.seed >= 0 else random.randrange(MAX_SEED)
         subseed = self.subseed if self.subseed is not None and self.subseed >= 0 else random.randrange(MAX_SEED)
         return dataclasses.replace(self, width=width, height=height, seed=seed, subseed=subseed)
+
+
+def batch_key(request: Request) -> tuple:
+    """What the images of one UNet batch must share (the rest, prompts, seeds and
+    hypernetworks included, may differ per image)."""
+    return (request.width, request.height, request.steps, request.cfg_scale, request.sampler, request.schedule,
+            request.subseed_strength)
+
+
+def group_requests(requests) -> list[list[int]]:
+    """Indices of `requests` grouped by `batch_key`, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault(batch_key(request), []).append(index)
+    return list(groups.values())

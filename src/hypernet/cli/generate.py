@@ -79,7 +79,6 @@ def register(sub) -> None:
 
 def add_hires_arguments(parser) -> None:
     from ..request import LATENT_UPSCALERS, PIXEL_UPSCALERS
-    from .options import fraction
 
     group = parser.add_argument_group("hires fix", "generate at --size, upscale, denoise again at the larger size")
     group.add_argument("--hires", nargs="?", type=float, const=2.0, default=None, metavar="SCALE",
