@@ -100,6 +100,7 @@ class Generator:
         self._prompt_encoders: dict[int, object] = {}
         self._embeddings = None
         self._installed_here = attention.installed_chain(pipe.unet) is None
+        self._attention_widths = set(attention.attention_widths(pipe.unet))
 
     def close(self) -> None:
         """Hand the pipeline back: original attention processors (if installed here)."""
@@ -133,6 +134,20 @@ class Generator:
                 raise HypernetError(f"<hypernet:{name}> needs a hypernetwork library folder (--hypernet-dir)")
             hypernetworks.append((name, self.library.load(name), float(multiplier)))
         return text, negative_text, hypernetworks, loras
+
+    def _warn_if_unused(self, name: str, network: Hypernetwork) -> None:
+        """The webui silently applies nothing when no size of a file is a width of the
+        loaded UNet (an SD 1.x file on SDXL, say); say so, once per name."""
+        if self._attention_widths.intersection(network.sizes):
+            return
+        from .inspection import describe_families, fitting_families
+
+        message = (f"hypernetwork {name!r} changes nothing on this model: its sizes "
+                   f"{', '.join(map(str, network.sizes))} are none of the model's attention widths "
+                   f"{', '.join(map(str, sorted(self._attention_widths)))} (the file fits "
+                   f"{describe_families(fitting_families(network.sizes))})")
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     @property
     def prompt_encoder(self):
@@ -245,6 +260,8 @@ class Generator:
         text, negative_text, named, loras = self.resolve_networks(prompt, negative_prompt)
         chain = tuple((network, multiplier) for _, network, multiplier in named) + tuple(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
+        for (name, _), (network, _) in zip(labels, chain):
+            self._warn_if_unused(name, network)
         return _Prompted(text, negative_text, chain, labels, loras)
 
     def _batch(self, request: Request, seeds, first: "_Prompted", second: "_Prompted | None", progress: bool,
