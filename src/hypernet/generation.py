@@ -158,6 +158,17 @@ class Generator:
         # Reads each shared field once into a local: `reload_embeddings` may run in another
         # thread (the server's refresh route) while a request is being encoded.
         encoder = self._prompt_encoders.get(clip_skip)
+        if encoder is None and self.sdxl:
+            from .prompt.sdxl import SDXLPromptEncoder
+
+            if self.embeddings_dir is not None:
+                message = "textual-inversion embeddings are not read for SDXL models yet; the folder is ignored"
+                if message not in self.warnings:
+                    self.warnings.append(message)
+            pipe = self.pipe
+            encoder = SDXLPromptEncoder(pipe.tokenizer, pipe.text_encoder, pipe.tokenizer_2, pipe.text_encoder_2,
+                                        clip_skip=clip_skip)
+            self._prompt_encoders = {**self._prompt_encoders, clip_skip: encoder}
         if encoder is None:
             from .extra_networks import load_embeddings
             from .prompt.conditioning import PromptEncoder
@@ -180,6 +191,13 @@ class Generator:
         self._prompt_encoders = {}
 
     # -- generation -------------------------------------------------------------------
+    @property
+    def sdxl(self) -> bool:
+        """An SDXL pipeline: two text encoders, the pooled vector and size conditioning."""
+        from .prompt.sdxl import is_sdxl_pipeline
+
+        return is_sdxl_pipeline(self.pipe)
+
     @property
     def native_size(self) -> int:
         return int(self.pipe.unet.config.sample_size) * self.pipe.vae_scale_factor
@@ -335,8 +353,14 @@ class Generator:
         encoder = self.prompt_encoder_for(request.clip_skip or self.clip_skip)
         with torch.no_grad():
             parts = encoder.composable_conditioning(prompted.text, steps)
-            negative = encoder.conditioning(prompted.negative_text, steps)
-        return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
+            negative = encoder.negative_conditioning(prompted.negative_text, steps)
+        sizes = None
+        if self.sdxl:  # the webui conditions every pass on the request's own size
+            from .prompt.sdxl import time_ids
+
+            sizes = time_ids(request.height, request.width)
+        return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain,
+                         time_ids=sizes)
                 for index, seed in enumerate(seeds)]
 
     def _pass(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int, cfg_scale: float, sampler: str,
