@@ -34,7 +34,7 @@ def memory_limit(text: str):
 
 def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint (.safetensors/.ckpt) or diffusers folder; default: the embedded toy model")
-    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected model family")
+    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v", "sdxl", "sdxl-v"], help="override the detected model family")
     parser.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help=f"hypernetwork library folder (default {DEFAULT_LIBRARY})")
     parser.add_argument("--lora-dir", default="models/Lora", help="LoRA folder for <lora:NAME:M> (default models/Lora)")
     parser.add_argument("--embeddings-dir", default="models/embeddings", help="textual-inversion embeddings folder (default models/embeddings)")
