@@ -9,6 +9,7 @@ different networks can share one loaded model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -161,7 +162,8 @@ class Generator:
         if encoder is None and self.sdxl:
             from .prompt.sdxl import SDXLPromptEncoder
 
-            if self.embeddings_dir is not None:
+            folder = self.embeddings_dir
+            if folder is not None and Path(folder).is_dir() and any(Path(folder).iterdir()):
                 message = "textual-inversion embeddings are not read for SDXL models yet; the folder is ignored"
                 if message not in self.warnings:
                     self.warnings.append(message)

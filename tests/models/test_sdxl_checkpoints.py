@@ -220,3 +220,11 @@ def test_sdxl_full_size_file_loads(tmp_path):
     with open(exported, "rb") as handle:
         header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
     assert {key for key in header if key != "__metadata__"} >= set(shapes)
+
+
+def test_an_sd1_file_is_not_loaded_as_sdxl(pipe, tmp_path):
+    from hypernet.models import export_single_file
+
+    path = export_single_file(pipe, tmp_path / "sd1.safetensors", dtype=torch.float32)
+    with pytest.raises(HypernetFileError, match=r"sd1\.safetensors: is not an SDXL \.safetensors checkpoint.*not family 'sdxl'"):
+        load_pipeline(path, family="sdxl")

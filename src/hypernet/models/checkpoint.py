@@ -197,8 +197,11 @@ def load_pipeline(
         if is_sdxl_folder(path):
             return load_sdxl_folder(path, prediction_type, dtype, device)
         return _load_folder(path, prediction_type, dtype, device)
-    if family in SDXL_FAMILIES or _is_sdxl_file(path):
+    if _is_sdxl_file(path):
         return load_sdxl_single_file(path, family, prediction_type, dtype, device, config)
+    if family in SDXL_FAMILIES:
+        raise HypernetFileError(path, "is not an SDXL .safetensors checkpoint (SDXL loads from .safetensors files with "
+                                      f"conditioner.embedders.* keys), not family {family!r}")
     return _load_single_file(path, family, prediction_type, dtype, device, config, progress)
 
 
