@@ -32,8 +32,12 @@ def decode(pipe, latents: torch.Tensor, generators=None) -> list:
     if shift:
         scaled = scaled + shift
     # SDXL's VAE overflows in fp16 (its config says `force_upcast`): decode in fp32, as the
-    # diffusers pipeline does, and hand the VAE back in its own dtype.
-    upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype == torch.float16
+    # diffusers SDXL pipeline does, and hand the VAE back in its own dtype. (diffusers'
+    # default for the flag is True, and its SD 1.x/2.x pipelines ignore it: so do we.)
+    from .prompt.sdxl import is_sdxl_pipeline
+
+    upcast = (is_sdxl_pipeline(pipe) and bool(getattr(vae.config, "force_upcast", False))
+              and vae.dtype == torch.float16)
     with torch.no_grad():
         if upcast:
             torch.nn.Module.to(vae, dtype=torch.float32)

@@ -227,3 +227,24 @@ def test_every_row_gets_its_own_pooled_vector_and_each_image_its_size(xl, encode
     other, _ = denoise(xl.unet, make_scheduler("Euler", xl.scheduler.config), swapped, steps, Guidance(5.0), empty)
     assert not torch.allclose(other, together)
     assert isinstance(empty, DualConditioning)
+
+
+def test_an_fp16_sdxl_vae_decodes_in_fp32_and_stays_fp16(xl):
+    from hypernet.latents import decode
+
+    calls = []
+    original = xl.vae.decode
+
+    def decode_spy(latents, *args, **kwargs):
+        calls.append((latents.dtype, next(xl.vae.parameters()).dtype))
+        return original(latents, *args, **kwargs)
+
+    torch.nn.Module.to(xl.vae, dtype=torch.float16)
+    xl.vae.decode = decode_spy
+    try:
+        images = decode(xl, torch.zeros(1, 4, 16, 16, dtype=torch.float16))
+        assert calls == [(torch.float32, torch.float32)] and xl.vae.dtype == torch.float16
+        assert images[0].size == (SIZE, SIZE)
+    finally:
+        del xl.vae.decode
+        torch.nn.Module.to(xl.vae, dtype=torch.float32)
