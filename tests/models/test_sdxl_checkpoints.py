@@ -178,6 +178,13 @@ def test_full_size_layout_matches_the_real_file_and_diffusers_converters(tmp_pat
         "text_encoder": convert_ldm_clip_checkpoint(checkpoint),
         "text_encoder_2": convert_open_clip_checkpoint(pipe.text_encoder_2, checkpoint, prefix=BIG_G_PREFIX),
     }
+    from .fake_checkpoints import write_fake_safetensors
+
+    sparse = write_fake_safetensors(tmp_path / "sd_xl_base_1.0.safetensors", shapes, torch.zeros(1, dtype=torch.float16),
+                                    filled=set())  # 6.9 GB of holes: the real header, no data written
+    info = describe_checkpoint(sparse)  # reads the header only
+    assert (info.layout, info.family, info.cross_attention_dim, info.prediction_type) == ("sdxl", "sdxl", 2048, None)
+    assert info.config_source == str(sdxl_config_directory("sdxl"))
     for name in COMPONENTS:
         state = {key.removeprefix("text_model."): value for key, value in getattr(pipe, name).state_dict().items()}
         got = {key.removeprefix("text_model."): tuple(value.shape) for key, value in converted[name].items()
