@@ -248,3 +248,22 @@ def test_an_fp16_sdxl_vae_decodes_in_fp32_and_stays_fp16(xl):
     finally:
         del xl.vae.decode
         torch.nn.Module.to(xl.vae, dtype=torch.float32)
+
+
+def test_the_command_line_generates_from_an_sdxl_diffusers_folder(xl, tmp_path, capsys):
+    from hypernet.cli import main
+    from hypernet.infotext import read_png_infotext
+
+    xl.register_to_config(tokenizer=("transformers", "CLIPTokenizer"), tokenizer_2=("transformers", "CLIPTokenizer"))
+    xl.save_pretrained(tmp_path / "tiny-xl")
+    library = tmp_path / "library"
+    hypernet.save(sdxl_network((SDXL_CONTEXT, *SDXL_SELF_SIZES)), library / "xl.pt")
+    hypernet.save(Hypernetwork.create(sizes=[768, 320], name="sd1"), library / "sd1.pt")
+    code = main(["generate", "a red circle <hypernet:xl:1> <hypernet:sd1:1>", "--model", str(tmp_path / "tiny-xl"),
+                 "--hypernet-dir", str(library), "--size", "32x32", "--steps", "2", "--seed", "3", "--quiet",
+                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert code == 0
+    [written] = sorted((tmp_path / "out").rglob("*.png"))
+    assert 'Hypernetworks: "xl: 1, sd1: 1"' in read_png_infotext(written) and "Model: tiny-xl" in read_png_infotext(written)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "'sd1' changes nothing on this model" in warnings[0]
