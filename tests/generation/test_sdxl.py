@@ -267,3 +267,31 @@ def test_the_command_line_generates_from_an_sdxl_diffusers_folder(xl, tmp_path, 
     assert 'Hypernetworks: "xl: 1, sd1: 1"' in read_png_infotext(written) and "Model: tiny-xl" in read_png_infotext(written)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "'sd1' changes nothing on this model" in warnings[0]
+
+
+def test_lora_tags_apply_on_sdxl_beside_a_hypernetwork(tmp_path):
+    """A kohya-layout LoRA through diffusers' SDXL LoRA loader (own pipeline: peft changes it)."""
+    from safetensors.torch import save_file
+
+    pipe = tiny_sdxl_pipeline()
+    generator = torch.Generator().manual_seed(0)
+    tensors = {}
+    for name, module in pipe.unet.named_modules():  # kohya/webui layout, every attention projection
+        if name.endswith((".to_q", ".to_k", ".to_v", ".to_out.0")) and ".attn" in name:
+            key = "lora_unet_" + name.replace(".", "_")
+            tensors[f"{key}.lora_down.weight"] = torch.randn(4, module.in_features, generator=generator) * 0.5
+            tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, 4, generator=generator) * 0.5
+            tensors[f"{key}.alpha"] = torch.tensor(4.0)
+    (tmp_path / "Lora").mkdir()
+    save_file(tensors, tmp_path / "Lora" / "shiny.safetensors")
+    root = tmp_path / "hypernetworks"
+    hypernet.save(sdxl_network((SDXL_CONTEXT, *SDXL_SELF_SIZES)), root / "xl.pt")
+    generator = Generator(pipe, library=Library(root), model=ModelInfo(name="tiny-xl"), lora_dir=tmp_path / "Lora")
+    try:
+        base = generate(generator, "a red circle")[0].image.tobytes()
+        lora = generate(generator, "a red circle <lora:shiny:1>")[0].image.tobytes()
+        zero = generate(generator, "a red circle <lora:shiny:0>")[0].image.tobytes()
+        both = generate(generator, "a red circle <lora:shiny:1> <hypernet:xl:1>")[0].image.tobytes()
+    finally:
+        attention.uninstall(pipe.unet)
+    assert lora != base and zero == base and both not in (base, lora)
