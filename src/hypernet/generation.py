@@ -18,6 +18,7 @@ from . import attention
 from .errors import HypernetError
 from .folding import FoldCache
 from .memory import MemoryLimit, check as check_memory
+from .prompt_encoders import PromptEncoders
 from .network import Hypernetwork
 from .request import MAX_SEED, SEED_LIMIT, Request, batch_key, group_requests  # noqa: F401  (re-exported: part of this module's interface)
 from .samplers import make_scheduler
@@ -98,12 +99,12 @@ class Generator:
         self.loras = LoraSet(pipe, lora_dir)
         self.embeddings_dir = embeddings_dir
         self.warnings: list[str] = []
-        self._prompt_encoders: dict[int, object] = {}
-        self._embeddings = None
+        self.encoders = PromptEncoders(pipe, embeddings_dir, self.warnings)
         self._installed_here = attention.installed_chain(pipe.unet) is None
         # One generation at a time on this pipeline: folding swaps weights into the shared
         # UNet for the duration of a pass, so a second thread waits rather than interferes.
         self._running = threading.RLock()
+        self._attention_widths = set(attention.attention_widths(pipe.unet))
 
     def close(self) -> None:
         """Hand the pipeline back: original attention processors (if installed here)."""
@@ -138,37 +139,40 @@ class Generator:
             hypernetworks.append((name, self.library.load(name), float(multiplier)))
         return text, negative_text, hypernetworks, loras
 
+    def _warn_if_unused(self, name: str, network: Hypernetwork) -> None:
+        """The webui silently applies nothing when no size of a file is a width of the
+        loaded UNet (an SD 1.x file on SDXL, say); say so, once per name."""
+        if self._attention_widths.intersection(network.sizes):
+            return
+        from .inspection import describe_families, fitting_families
+
+        message = (f"hypernetwork {name!r} changes nothing on this model: its sizes "
+                   f"{', '.join(map(str, network.sizes))} are none of the model's attention widths "
+                   f"{', '.join(map(str, sorted(self._attention_widths)))} (the file fits "
+                   f"{describe_families(fitting_families(network.sizes))})")
+        if message not in self.warnings:
+            self.warnings.append(message)
+
     @property
     def prompt_encoder(self):
         """Webui-style conditioning (emphasis, 75-token chunks, BREAK, prompt editing)."""
         return self.prompt_encoder_for(self.clip_skip)
 
     def prompt_encoder_for(self, clip_skip: int):
-        # Reads each shared field once into a local: `reload_embeddings` may run in another
-        # thread (the server's refresh route) while a request is being encoded.
-        encoder = self._prompt_encoders.get(clip_skip)
-        if encoder is None:
-            from .extra_networks import load_embeddings
-            from .prompt.conditioning import PromptEncoder
-
-            embeddings = self._embeddings
-            if embeddings is None:
-                width = self.pipe.text_encoder.config.hidden_size
-                embeddings, warnings = load_embeddings(self.embeddings_dir, width)
-                self.warnings.extend(warnings)
-                self._embeddings = embeddings
-            encoder = PromptEncoder(self.pipe.tokenizer, self.pipe.text_encoder, clip_skip=clip_skip,
-                                    embeddings=embeddings)
-            self._prompt_encoders = {**self._prompt_encoders, clip_skip: encoder}
-        encoder._empty = None  # a LoRA on the text encoder changes even the empty prompt
-        return encoder
+        return self.encoders.for_clip_skip(clip_skip)
 
     def reload_embeddings(self) -> None:
         """Read the embeddings folder again on the next request (safe from another thread)."""
-        self._embeddings = None
-        self._prompt_encoders = {}
+        self.encoders.reload()
 
     # -- generation -------------------------------------------------------------------
+    @property
+    def sdxl(self) -> bool:
+        """An SDXL pipeline: two text encoders, the pooled vector and size conditioning."""
+        from .prompt.sdxl import is_sdxl_pipeline
+
+        return is_sdxl_pipeline(self.pipe)
+
     @property
     def native_size(self) -> int:
         return int(self.pipe.unet.config.sample_size) * self.pipe.vae_scale_factor
@@ -209,48 +213,16 @@ class Generator:
         rounding, when the prompts have the same number of 75-token chunks). The requests
         must agree on what one batch shares (`batch_key`); `group_requests` sorts a mixed
         list into such groups. Returns each request's results, in order."""
-        if not requests:
-            return []
-        multiple = max(8, self.pipe.vae_scale_factor)
-        requests = [request.validated(self.native_size, multiple) for request in requests]
-        keys = {batch_key(request) for request in requests}
-        if len(keys) > 1:
-            raise HypernetError("requests run together must share size, steps, CFG scale, sampler, schedule and "
-                                f"LoRA-free settings; got {len(keys)} different sets (use group_requests)")
-        for request in requests:
-            if request.batch_count != 1 or request.img2img is not None or request.hires is not None:
-                raise HypernetError("requests run together are txt2img with batch count 1, without img2img or hires")
-        prompted = [self._prompted(request.prompt, request.negative_prompt) for request in requests]
-        if any(p.loras for p in prompted):
-            raise HypernetError("<lora:...> tags apply to the whole pipeline: run such requests on their own")
-        first = requests[0]
-        merged = Request(**{**first.__dict__, "batch_size": sum(r.batch_size for r in requests)})
-        self.check_memory(merged)
-        control = control or Control()
-        jobs, seeds = [], []
-        shape = self._latent_shape(first.width, first.height)
-        for request, read in zip(requests, prompted):
-            own = [request.seed + i for i in range(request.batch_size)]
-            jobs += self._jobs(request, read, own, self._noise(request, own, shape), first.steps)
-            seeds += own
-        noise = torch.stack([job.noise for job in jobs])
-        from .latents import decode
+        from .together import generate_together
 
-        with self._running:
-            latents, done, complete = self._pass(first, prompted[0], seeds, noise, first.steps, first.cfg_scale,
-                                                 first.sampler, first.schedule, None, None, progress, "together",
-                                                 control, 0, jobs=jobs)
-            images = iter(decode(self.pipe, latents))
-        results = []
-        for request, read in zip(requests, prompted):
-            results.append([self._result(next(images), request.seed + i, request, read.labels, i,
-                                         request.steps if complete else done) for i in range(request.batch_size)])
-        return results
+        return generate_together(self, requests, progress, control or Control())
 
     def _prompted(self, prompt: str, negative_prompt: str, networks=()) -> "_Prompted":
         text, negative_text, named, loras = self.resolve_networks(prompt, negative_prompt)
         chain = tuple((network, multiplier) for _, network, multiplier in named) + tuple(networks)
         labels = [(name, multiplier) for name, _, multiplier in named] + [(n.name, m) for n, m in networks]
+        for (name, _), (network, _) in zip(labels, chain):
+            self._warn_if_unused(name, network)
         return _Prompted(text, negative_text, chain, labels, loras)
 
     def _batch(self, request: Request, seeds, first: "_Prompted", second: "_Prompted | None", progress: bool,
@@ -333,8 +305,14 @@ class Generator:
         encoder = self.prompt_encoder_for(request.clip_skip or self.clip_skip)
         with torch.no_grad():
             parts = encoder.composable_conditioning(prompted.text, steps, first_pass_steps)
-            negative = encoder.conditioning(prompted.negative_text, steps, first_pass_steps)
-        return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain)
+            negative = encoder.negative_conditioning(prompted.negative_text, steps, first_pass_steps)
+        sizes = None
+        if self.sdxl:  # the webui conditions every pass on the request's own size
+            from .prompt.sdxl import time_ids
+
+            sizes = time_ids(request.height, request.width)
+        return [ImageJob(noise[index], torch.Generator("cpu").manual_seed(seed), parts, negative, prompted.chain,
+                         time_ids=sizes)
                 for index, seed in enumerate(seeds)]
 
     def _pass(self, request: Request, prompted: "_Prompted", seeds, noise, steps: int, cfg_scale: float, sampler: str,

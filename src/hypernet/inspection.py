@@ -9,6 +9,38 @@ from pathlib import Path
 from .fileio import short_hash
 from .formats import detect_format, load, read_optimizer_state, sidecar_path
 
+# The widths entering to_k/to_v in each model family's UNet (contract §3.2): the
+# cross-attention (text) width first, then the self-attention widths. SDXL's 320-channel
+# level has no attention, so it takes no 320 module.
+FAMILY_WIDTHS = {
+    "SD 1.x": (768, 320, 640, 1280),
+    "SD 2.x": (1024, 320, 640, 1280),
+    "SDXL": (2048, 640, 1280),
+}
+
+
+def fitting_families(sizes) -> dict:
+    """{family: {"sizes": the file's sizes that family's UNet uses, "cross_attention":
+    whether one of them is its text width}} for the families where at least one applies."""
+    sizes = [int(size) for size in sizes]
+    found = {}
+    for family, widths in FAMILY_WIDTHS.items():
+        used = [size for size in sizes if size in widths]
+        if used:
+            found[family] = {"sizes": used, "cross_attention": widths[0] in used}
+    return found
+
+
+def describe_families(families: dict) -> str:
+    """"SD 1.x (768, 320, 640, 1280), SDXL (640, 1280: self-attention only)"."""
+    if not families:
+        return "none (no size is an SD 1.x, SD 2.x or SDXL attention width: the file changes nothing there)"
+    parts = []
+    for family, fit in families.items():
+        note = "" if fit["cross_attention"] else ": self-attention only"
+        parts.append(f"{family} ({', '.join(map(str, fit['sizes']))}{note})")
+    return ", ".join(parts)
+
 
 def inspect_file(path) -> dict:
     """Everything a user asks about a file, as JSON-able values (`kind` "lora" for a LoRA)."""
@@ -46,6 +78,7 @@ def network_facts(network) -> dict:
     return {
         "name": metadata.name,
         "sizes": network.sizes,
+        "families": fitting_families(network.sizes),
         "layer_structure": list(structure.layer_structure),
         "widths": {size: structure.widths(size) for size in network.sizes},
         "activation": structure.activation or "linear",
@@ -115,6 +148,7 @@ def format_description(info: dict) -> str:
         ("format", info["format"]),
         ("name", info["name"]),
         ("sizes", ", ".join(map(str, info["sizes"]))),
+        ("fits", describe_families(info["families"])),
         ("layer structure", ", ".join(f"{w:g}" for w in info["layer_structure"])),
         ("widths", widths),
         ("activation", info["activation"] + (" (also after output layer)" if info["activate_output"] and info["activation"] != "linear" else "")),

@@ -31,8 +31,22 @@ def decode(pipe, latents: torch.Tensor, generators=None) -> list:
     scaled = latents / vae.config.scaling_factor
     if shift:
         scaled = scaled + shift
+    # SDXL's VAE overflows in fp16 (its config says `force_upcast`): decode in fp32, as the
+    # diffusers SDXL pipeline does, and hand the VAE back in its own dtype. (diffusers'
+    # default for the flag is True, and its SD 1.x/2.x pipelines ignore it: so do we.)
+    from .prompt.sdxl import is_sdxl_pipeline
+
+    upcast = (is_sdxl_pipeline(pipe) and bool(getattr(vae.config, "force_upcast", False))
+              and vae.dtype == torch.float16)
     with torch.no_grad():
-        image = vae.decode(scaled, return_dict=False, generator=generators)[0]
+        if upcast:
+            torch.nn.Module.to(vae, dtype=torch.float32)
+            try:
+                image = vae.decode(scaled.float(), return_dict=False, generator=generators)[0]
+            finally:
+                torch.nn.Module.to(vae, dtype=torch.float16)
+        else:
+            image = vae.decode(scaled, return_dict=False, generator=generators)[0]
         flagged = None
         if getattr(pipe, "safety_checker", None) is not None:
             image, flagged = pipe.run_safety_checker(image, latents.device, latents.dtype)

@@ -14,6 +14,11 @@ UNet batch layout: the unconditional rows first (one per image, in image order),
 the conditional rows (each image's AND parts, in order): diffusers' [uncond, cond] for
 one part per image. With CFG scale <= 1 and one plain part per image there are no
 unconditional rows, as in diffusers.
+
+SDXL: schedules hold `DualConditioning` (context and pooled vector) and every image has
+its `time_ids`; each UNet row gets its own pooled vector (an unconditional row the
+negative prompt's, a conditional row its AND part's) and its image's time_ids through
+`added_cond_kwargs`, as `StableDiffusionXLPipeline` passes them (bit-identical, tested).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import attention
+from .errors import HypernetError
 
 
 @dataclass
@@ -40,6 +46,7 @@ class ImageJob:
     parts: list
     negative: list
     chain: tuple = ()
+    time_ids: torch.Tensor | None = None  # [6], SDXL's size conditioning (prompt.sdxl.time_ids)
 
 
 @dataclass
@@ -97,10 +104,20 @@ class _Rows:
     def changes(self) -> bool:
         return any(len(schedule) > 1 for schedule in self.schedules)
 
-    def embeddings(self, step: int, device, dtype) -> torch.Tensor:
+    def embeddings(self, step: int, device, dtype) -> tuple[torch.Tensor, dict | None]:
+        """(context [rows, T, C], SDXL's added_cond_kwargs or None) for the call `step`."""
         from .prompt.conditioning import conditioning_at, stack_padded
 
-        return stack_padded([conditioning_at(s, step) for s in self.schedules], self.empty).to(device, dtype)
+        entries = [conditioning_at(s, step) for s in self.schedules]
+        if isinstance(self.empty, torch.Tensor):
+            return stack_padded(entries, self.empty).to(device, dtype), None
+        context = stack_padded([entry.context for entry in entries], self.empty.context).to(device, dtype)
+        missing = [image for image in self.image_of_row if self.jobs[image].time_ids is None]
+        if missing:
+            raise HypernetError(f"image {missing[0]} of an SDXL batch has no time_ids (ImageJob.time_ids)")
+        added = {"text_embeds": torch.stack([entry.pooled for entry in entries]).to(device, dtype),
+                 "time_ids": torch.stack([self.jobs[image].time_ids for image in self.image_of_row]).to(device, dtype)}
+        return context, added
 
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         """The webui's composable guidance: uncond + Σ (cond_j − uncond) · (w_j · scale)
@@ -163,21 +180,21 @@ def denoise(unet, scheduler, jobs: Sequence[ImageJob], steps: int, guidance: Gui
     keywords = step_keywords(scheduler, [job.generator for job in jobs])
     select = torch.tensor(rows.image_of_row, device=device)
     same_rows = select.tolist() == list(range(len(jobs))) * (len(select) // len(jobs))
-    embeddings = rows.embeddings(0, device, dtype)
+    embeddings, added = rows.embeddings(0, device, dtype)
     done = 0
     with attention.activate_rows(unet, rows.chains, fold=fold, cache=cache):
         for index, timestep in enumerate(timesteps):
             if stop():
                 break
             if rows.changes and index:
-                embeddings = rows.embeddings(index, device, dtype)
+                embeddings, added = rows.embeddings(index, device, dtype)
             # torch.cat for the diffusers layout keeps plain batches bit-identical to it
             model_input = torch.cat([latents] * (len(select) // len(jobs))) if same_rows else latents[select]
             model_input = scheduler.scale_model_input(model_input, timestep)
             if condition is not None:
                 model_input = torch.cat([model_input, condition.to(device, dtype)[select]], dim=1)
             prediction = unet(model_input, timestep, encoder_hidden_states=embeddings,
-                              timestep_cond=guidance.timestep_cond, return_dict=False)[0]
+                              timestep_cond=guidance.timestep_cond, added_cond_kwargs=added, return_dict=False)[0]
             latents = scheduler.step(rows.combine(prediction), timestep, latents, **keywords, return_dict=False)[0]
             if start is not None and start.mask is not None:
                 latents = _keep_unmasked(scheduler, start, noise, latents, timesteps, index)

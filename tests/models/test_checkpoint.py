@@ -315,8 +315,10 @@ def test_missing_empty_and_foreign_files(tmp_path):
 def test_family_mismatch_is_named(sd1_file):
     with pytest.raises(HypernetFileError, match=r"SD 1\.x .*cross-attention width 32, not family 'sd2'"):
         load_pipeline(sd1_file, family="sd2")
-    with pytest.raises(HypernetError, match="unknown model family"):
+    with pytest.raises(HypernetFileError, match="is not an SDXL .safetensors checkpoint.*not family 'sdxl'"):
         load_pipeline(sd1_file, family="sdxl")
+    with pytest.raises(HypernetError, match="unknown model family"):
+        load_pipeline(sd1_file, family="sd3")
     with pytest.raises(HypernetError, match="prediction_type"):
         load_pipeline(sd1_file, prediction_type="x0")
 

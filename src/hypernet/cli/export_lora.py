@@ -52,7 +52,7 @@ def register(sub) -> None:
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                         help="tensor precision in the file (default float32)")
     parser.add_argument("--model", default=None, help="base model: checkpoint or diffusers folder; default the embedded toy model")
-    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"])
+    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v", "sdxl", "sdxl-v"])
     parser.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help=f"hypernetwork library folder (default {DEFAULT_LIBRARY})")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

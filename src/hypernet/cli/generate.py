@@ -34,7 +34,7 @@ def memory_limit(text: str):
 
 def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="checkpoint (.safetensors/.ckpt) or diffusers folder; default: the embedded toy model")
-    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected model family")
+    parser.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v", "sdxl", "sdxl-v"], help="override the detected model family")
     parser.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help=f"hypernetwork library folder (default {DEFAULT_LIBRARY})")
     parser.add_argument("--lora-dir", default="models/Lora", help="LoRA folder for <lora:NAME:M> (default models/Lora)")
     parser.add_argument("--embeddings-dir", default="models/embeddings", help="textual-inversion embeddings folder (default models/embeddings)")
@@ -149,6 +149,7 @@ def generate_and_write(args, requests) -> int:
                                progress=not args.quiet, lora_dir=args.lora_dir, embeddings_dir=args.embeddings_dir,
                                default_model=toy_model_loader(), fold=args.fold, memory_limit=args.max_memory)
     control = Control()
+    printed: set[str] = set()
 
     def on_result(result) -> None:  # each image is on disk as soon as it is decoded
         print(f"{writer.write(result)}  seed {result.seed}", flush=True)
@@ -161,6 +162,7 @@ def generate_and_write(args, requests) -> int:
                 if stop.is_set():
                     break
                 generator.generate(request, progress=not args.quiet, on_result=on_result, control=control)
+                print_warnings(generator, printed)
     except KeyboardInterrupt:
         stop.set()
     if stop.is_set():
@@ -212,6 +214,7 @@ def run_from_file(args) -> int:
                                          source=args.from_file, progress=not args.quiet)
     except KeyboardInterrupt:
         stop.set()
+    print_warnings(generator, set())
     index = write_index(folder, items, native)
     if skipped:
         print(f"hypernet generate: {who}skipped {_images(skipped)} already in {folder}",
@@ -222,6 +225,15 @@ def run_from_file(args) -> int:
         return 130
     print(f"hypernet generate: {who}{_images(written)} written; index {index}", file=sys.stderr)
     return 0
+
+
+def print_warnings(generator, printed: set) -> None:
+    """The generator's warnings (a hypernetwork that fits no width of the model, ...),
+    one line each on stderr, each once."""
+    for warning in generator.warnings:
+        if warning not in printed:
+            printed.add(warning)
+            print(f"hypernet generate: warning: {warning}", file=sys.stderr)
 
 
 def _images(count: int) -> str:

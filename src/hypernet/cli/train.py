@@ -39,7 +39,7 @@ def register(sub) -> None:
     parser.add_argument("--data", required=True, help="folder of images with optional .txt captions")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=None, help="checkpoint or diffusers folder (default: the embedded toy model)")
-    model.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v"], help="override the detected family")
+    model.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v", "sdxl", "sdxl-v"], help="override the detected family")
     model.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help="hypernetwork library folder")
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 

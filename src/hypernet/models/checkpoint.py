@@ -1,4 +1,4 @@
-"""Loading Stable Diffusion 1.x / 2.x checkpoints into diffusers, fully offline.
+"""Loading Stable Diffusion 1.x / 2.x checkpoints into diffusers, fully offline (SDXL: `sdxl.py`).
 
 ``load_pipeline`` takes what users have: a single ``.safetensors`` / ``.ckpt`` / ``.pt`` file in
 the original (CompVis / webui) layout, or a diffusers pipeline folder. Single files are
@@ -52,10 +52,30 @@ __all__ = [
 PROGRESS_MIN_BYTES = 256 * 1024**2  # smaller files load in a moment: no progress bar
 
 
+def _is_sdxl_file(path: Path) -> bool:
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return False
+    from .sdxl import is_sdxl_keys
+
+    source = open_tensor_file(path)
+    try:
+        return is_sdxl_keys(source.keys)
+    finally:
+        source.close()
+
+
 def describe_checkpoint(path: str | Path) -> CheckpointInfo:
     """Reads a single file's keys and shapes (not its weights) and says what it is."""
     source = open_tensor_file(path)
     try:
+        from .sdxl import describe_sdxl, is_sdxl_keys, sdxl_config_directory
+
+        if source.path.suffix.lower() == ".safetensors" and is_sdxl_keys(source.keys):
+            facts = describe_sdxl(source)
+            return CheckpointInfo(path=str(source.path), layout="sdxl", family=facts["family"],
+                                  cross_attention_dim=facts["cross_attention_dim"] or 2048,
+                                  prediction_type=facts["prediction_type"],
+                                  config_source=str(sdxl_config_directory(facts["family"])))
         _refuse_unknown(source)
         layout = text_layout(source.keys)
         stated = _stated_prediction_type(source)
@@ -155,23 +175,33 @@ def load_pipeline(
     config: str | Path | None = None,
     progress: bool | None = None,
 ):
-    """A ``diffusers.StableDiffusionPipeline`` from a single-file checkpoint or a diffusers folder.
+    """A ``diffusers.StableDiffusionPipeline`` (``StableDiffusionXLPipeline`` for SDXL) from a
+    single-file checkpoint or a diffusers folder.
 
-    ``family`` ("sd15", "sd2", "sd2-v") is detected when not given; ``prediction_type``
+    ``family`` ("sd15", "sd2", "sd2-v", "sdxl", "sdxl-v") is detected when not given; ``prediction_type``
     ("epsilon" / "v_prediction") overrides every other source of it; ``config`` names a
     diffusers config folder to build the modules from instead of the shipped ones;
     ``progress`` forces the tqdm bar on or off (default: on for big files on a terminal).
     Never reaches a model hub. Raises ``HypernetFileError`` naming the file for anything
     missing, damaged, unsafe or not an SD 1.x/2.x model.
     """
-    if family is not None:
+    from .sdxl import SDXL_FAMILIES, is_sdxl_folder, load_sdxl_folder, load_sdxl_single_file
+
+    if family is not None and family not in SDXL_FAMILIES:
         check_family(family)
     check_prediction_type(prediction_type)
     if dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise HypernetError(f"dtype {dtype} is not one of torch.float32, torch.float16, torch.bfloat16")
     path = Path(os.fspath(path)).expanduser()
     if path.is_dir():
+        if is_sdxl_folder(path):
+            return load_sdxl_folder(path, prediction_type, dtype, device)
         return _load_folder(path, prediction_type, dtype, device)
+    if _is_sdxl_file(path):
+        return load_sdxl_single_file(path, family, prediction_type, dtype, device, config)
+    if family in SDXL_FAMILIES:
+        raise HypernetFileError(path, "is not an SDXL .safetensors checkpoint (SDXL loads from .safetensors files with "
+                                      f"conditioner.embedders.* keys), not family {family!r}")
     return _load_single_file(path, family, prediction_type, dtype, device, config, progress)
 
 

@@ -60,6 +60,14 @@ def export_single_file(
     """
     from safetensors.torch import save_file
 
+    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL: its own layout (conditioner.embedders.*)
+        from .sdxl import export_sdxl_single_file
+
+        if layout is not None:
+            raise HypernetConfigError(f"layout {layout!r} is for SD 1.x/2.x; an SDXL pipeline has one layout")
+        if dtype not in EXPORT_DTYPES:
+            raise HypernetConfigError(f"export dtype {dtype} is not one of {', '.join(map(str, EXPORT_DTYPES))}")
+        return export_sdxl_single_file(pipe, path, dtype)
     path = Path(path)
     if path.suffix != ".safetensors":
         raise HypernetFileError(path, "export writes .safetensors only; name the file *.safetensors")

@@ -47,7 +47,7 @@ def _refuse_unknown(source: TensorFile) -> None:
     if not keys:
         raise HypernetFileError(path, f"holds no tensors; {expected}")
     if any(k.startswith("conditioner.embedders.") for k in keys) or UNET_PREFIX + "label_emb.0.0.weight" in source:
-        raise HypernetFileError(path, f"is an SDXL checkpoint, which hypernet does not load; {expected}")
+        raise HypernetFileError(path, "is an SDXL checkpoint; hypernet loads SDXL from .safetensors files only")
     if any("lora_" in k or ".lora_down." in k or ".lora_A." in k for k in keys):
         raise HypernetFileError(path, f"is a LoRA file, not a full model; {expected}")
     if UNET_PREFIX + "input_blocks.0.0.weight" not in source:

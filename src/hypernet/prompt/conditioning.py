@@ -89,6 +89,8 @@ class PromptEncoder:
     k-th hidden state from the end, then the final layer norm). comma_padding_backtrack:
     the webui's option of that name (20; 0 turns it off). emphasis: one of
     EMPHASIS_MODES. embeddings: textual inversion, {name: tensor [vectors, width]}.
+    hidden_layer: read this entry of the encoder's hidden states as it is (no final layer
+    norm) instead of following clip_skip: SDXL's encoders read -2, the penultimate layer.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class PromptEncoder:
         comma_padding_backtrack: int = 20,
         emphasis: str = "original",
         embeddings: dict | None = None,
+        hidden_layer: int | None = None,
     ):
         if emphasis not in EMPHASIS_MODES:
             raise HypernetConfigError(f"emphasis must be one of {', '.join(EMPHASIS_MODES)}, got {emphasis!r}")
@@ -112,6 +115,7 @@ class PromptEncoder:
         self.clip_skip = clip_skip
         self.comma_padding_backtrack = comma_padding_backtrack
         self.emphasis = emphasis
+        self.hidden_layer = hidden_layer
         self.id_start = tokenizer.bos_token_id
         self.id_end = tokenizer.eos_token_id
         pad = getattr(tokenizer, "pad_token_id", None)
@@ -129,7 +133,7 @@ class PromptEncoder:
         """Everything besides the text (and the model's weights) that decides an encoding:
         what a cache of encodings must key on."""
         return (self.clip_skip, self.comma_padding_backtrack, self.emphasis,
-                tuple(sorted(self._embedding_digests.items())))
+                tuple(sorted(self._embedding_digests.items())), self.hidden_layer)
 
     # -- tokens -----------------------------------------------------------------------
 
@@ -263,6 +267,12 @@ class PromptEncoder:
             handle.remove()
 
     def _encode_tokens(self, batch_tokens, batch_fixes):
+        return self._encode_tokens_pooled(batch_tokens, batch_fixes, pooled=False)[0]
+
+    def _encode_tokens_pooled(self, batch_tokens, batch_fixes, pooled: bool):
+        """(hidden states [B, 77, C], the pooled output [B, P] when `pooled`, else None).
+        The pooled output is the model's own: final layer norm at the end token, then the
+        text projection of a `CLIPTextModelWithProjection` (SDXL's OpenCLIP bigG)."""
         device = self._model.embeddings.token_embedding.weight.device
         tokens = torch.asarray(batch_tokens).to(device)
         if self.id_end != self.id_pad:
@@ -271,20 +281,32 @@ class PromptEncoder:
                 first_end = row_tokens.index(self.id_end)
                 tokens[row, first_end + 1 :] = self.id_pad
         with self._fixes_applied(batch_fixes):
-            outputs = self.text_encoder(input_ids=tokens, output_hidden_states=self.clip_skip > 1)
+            outputs = self.text_encoder(input_ids=tokens,
+                                        output_hidden_states=self.clip_skip > 1 or self.hidden_layer is not None)
+        vector = None
+        if pooled:
+            vector = getattr(outputs, "text_embeds", None)
+            vector = outputs.pooler_output if vector is None else vector
+        if self.hidden_layer is not None:
+            return outputs.hidden_states[self.hidden_layer], vector
         if self.clip_skip == 1:
-            return outputs.last_hidden_state
+            return outputs.last_hidden_state, vector
         hidden = outputs.hidden_states
         if self.clip_skip > len(hidden):
             raise HypernetConfigError(
                 f"clip_skip {self.clip_skip} is more than the text encoder's {len(hidden)} states"
             )
-        return self._model.final_layer_norm(hidden[-self.clip_skip])
+        return self._model.final_layer_norm(hidden[-self.clip_skip]), vector
 
     def encode(self, texts) -> torch.Tensor:
         """[B, T, C] for a list of texts (a str gives B = 1), encoded as one webui batch:
         texts with fewer chunks get empty chunks, and each chunk index is weighted and
         mean-restored over the whole batch."""
+        return self.encode_pooled(texts, pooled=False)[0]
+
+    def encode_pooled(self, texts, pooled: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`encode`, and the pooled output [B, P] of each text's first chunk, unweighted
+        (the webui's SDXL vector: its first chunk's pooled output, emphasis not applied)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             raise PromptError("encode needs at least one text")
@@ -296,12 +318,16 @@ class PromptEncoder:
             batch.append(cache[text])
         apply = EMPHASIS_MODES[self.emphasis][1]
         outputs = []
+        first_pooled = None
         for index in range(max(len(chunks) for chunks in batch)):
             row_chunks = [chunks[index] if index < len(chunks) else self.empty_chunk() for chunks in batch]
-            z = self._encode_tokens([chunk.tokens for chunk in row_chunks], [chunk.fixes for chunk in row_chunks])
+            z, vector = self._encode_tokens_pooled([chunk.tokens for chunk in row_chunks],
+                                                   [chunk.fixes for chunk in row_chunks], pooled and index == 0)
+            if index == 0:
+                first_pooled = vector
             multipliers = torch.asarray([chunk.multipliers for chunk in row_chunks], dtype=torch.float32).to(z.device)
             outputs.append(apply(z, multipliers))
-        return torch.hstack(outputs)
+        return torch.hstack(outputs), first_pooled
 
     def empty(self) -> torch.Tensor:
         """The empty prompt's encoding [1, 77, C] (what `pad_cond_uncond` repeats)."""
@@ -321,6 +347,11 @@ class PromptEncoder:
         encoded. Use it for the negative prompt, and for each part of `split_and`.
         `first_pass_steps`: this is the hires fix's second pass (`editing.when_step`)."""
         return self.encode_schedule(text_schedule(text, steps, first_pass_steps))
+
+    def negative_conditioning(self, text: str, steps: int,
+                              first_pass_steps: int | None = None) -> list[tuple[int, torch.Tensor]]:
+        """The negative prompt's per-step conditioning: on SD 1.x/2.x the same as any text's."""
+        return self.conditioning(text, steps, first_pass_steps)
 
     def composable_conditioning(self, text: str, steps: int,
                                 first_pass_steps: int | None = None) -> list[tuple[float, list]]:

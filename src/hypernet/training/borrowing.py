@@ -8,7 +8,8 @@ import contextlib
 @contextlib.contextmanager
 def borrowed(pipe):
     """Freeze the base model for the block and restore everything it touched afterwards."""
-    components = [c for c in (pipe.unet, pipe.vae, pipe.text_encoder) if c is not None]
+    components = [c for c in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None))
+                  if c is not None]
     grads = [(p, p.requires_grad) for c in components for p in c.parameters()]
     modes = [(m, m.training) for c in components for m in c.modules()]
     devices = [(c, next(c.parameters()).device) for c in components]

@@ -59,12 +59,28 @@ def noisy_inputs(schedule: NoiseSchedule, latents: torch.Tensor, noise: torch.Te
     return noisy, TARGETS[schedule.prediction_type](latents, noise, alpha, sigma)
 
 
-def diffusion_loss(unet, schedule: NoiseSchedule, latents, noise, timesteps, conditioning, weight=None) -> torch.Tensor:
-    """The mean loss of one micro-batch (a 0-d fp32 tensor)."""
+def added_conditioning(conditioning, latents: torch.Tensor, pixels_per_latent: int, dtype) -> dict | None:
+    """SDXL's `added_cond_kwargs` for a micro-batch: each example's pooled vector, and as
+    size conditioning its own training size as original and target size, crop (0, 0)
+    (what generation at that size passes). None for SD 1.x/2.x conditioning (a tensor)."""
+    if isinstance(conditioning, torch.Tensor):
+        return None
+    height, width = latents.shape[-2] * pixels_per_latent, latents.shape[-1] * pixels_per_latent
+    sizes = torch.tensor([height, width, 0, 0, height, width], dtype=dtype, device=latents.device)
+    return {"text_embeds": conditioning.pooled.to(dtype), "time_ids": sizes.repeat(latents.shape[0], 1)}
+
+
+def diffusion_loss(unet, schedule: NoiseSchedule, latents, noise, timesteps, conditioning, weight=None,
+                   pixels_per_latent: int = 8) -> torch.Tensor:
+    """The mean loss of one micro-batch (a 0-d fp32 tensor). `conditioning`: the text
+    context [B, T, C], or for SDXL a `DualConditioning` (context and pooled vectors)."""
     latents, noise = latents.float(), noise.float()
     noisy, target = noisy_inputs(schedule, latents, noise, timesteps)
     dtype = next(unet.parameters()).dtype
-    prediction = unet(noisy.to(dtype), timesteps, encoder_hidden_states=conditioning.to(dtype)).sample
+    added = added_conditioning(conditioning, latents, pixels_per_latent, dtype)
+    context = conditioning if added is None else conditioning.context
+    prediction = unet(noisy.to(dtype), timesteps, encoder_hidden_states=context.to(dtype),
+                      added_cond_kwargs=added).sample
     error = (prediction.float() - target) ** 2
     if weight is not None:
         error = error * weight

@@ -135,12 +135,13 @@ class OptimizerStep:
             conditioning_states = self.text(batch["prompts"], plan.device, unet_dtype)
             torch.manual_seed(randomness.stream_seed(plan.seed, "dropout", position, plan.rank))
             if self.shared is not None and not getattr(self.pipe.unet, "is_gradient_checkpointing", False):
-                self.shared.begin(conditioning_states)
+                self.shared.begin(getattr(conditioning_states, "context", conditioning_states))
             try:
                 with torch.autocast(plan.device.type, dtype=plan.autocast_dtype or torch.float32,
                                     enabled=plan.autocast_dtype is not None):
                     loss = loss_module.diffusion_loss(self.pipe.unet, self.noise, batch["latents"], batch["noise"],
-                                                      batch["timesteps"], conditioning_states, batch["weight"])
+                                                      batch["timesteps"], conditioning_states, batch["weight"],
+                                                      int(getattr(self.pipe, "vae_scale_factor", 8)))
                 if not torch.isfinite(loss.detach()):
                     bad_local += 1
                     self.bad_batch = batch

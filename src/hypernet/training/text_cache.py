@@ -16,16 +16,26 @@ vary, encodings are computed per step and the most recent ones are kept (a bound
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..prompt.conditioning import PromptEncoder, stack_padded
+from ..prompt.sdxl import DualConditioning
 
 
 def prompt_encoder(pipe, clip_skip: int = 1, embeddings_dir=None, log=None) -> PromptEncoder:
-    """The encoder a `Generator(pipe, clip_skip=..., embeddings_dir=...)` would use."""
+    """The encoder a `Generator(pipe, clip_skip=..., embeddings_dir=...)` would use (for SDXL
+    the two-encoder `SDXLPromptEncoder`: context and pooled vector)."""
     from ..extra_networks import load_embeddings
+    from ..prompt.sdxl import SDXLPromptEncoder, is_sdxl_pipeline
+
+    if is_sdxl_pipeline(pipe):
+        if embeddings_dir is not None and log is not None and Path(embeddings_dir).is_dir():
+            log("textual-inversion embeddings are not read for SDXL models yet; the folder is ignored")
+        return SDXLPromptEncoder(pipe.tokenizer, pipe.text_encoder, pipe.tokenizer_2, pipe.text_encoder_2,
+                                 clip_skip=clip_skip)
 
     embeddings, warnings = load_embeddings(embeddings_dir, pipe.text_encoder.config.hidden_size)
     for warning in warnings:
@@ -52,11 +62,11 @@ class TextConditioning:
         return (self.encoder.fingerprint(), prompt)
 
     @torch.no_grad()
-    def _encode(self, prompt: str) -> torch.Tensor:
+    def _encode(self, prompt: str):
         if self._empty is None:
-            self._empty = self.encoder.encode("")[0].cpu()
+            self._empty = self.encoder.encode("")[0].to("cpu")
         self.encoded += 1
-        return self.encoder.encode(prompt)[0].cpu()
+        return self.encoder.encode(prompt)[0].to("cpu")
 
     def _fill(self, prompts: Sequence[str]) -> None:
         for prompt in dict.fromkeys(prompts):
@@ -70,13 +80,19 @@ class TextConditioning:
         self._fill([*prompts, ""])
         self.pinned.update(self.key(prompt) for prompt in prompts)
 
-    def __call__(self, prompts: Sequence[str], device, dtype) -> torch.Tensor:
-        """[B, T, C]: shorter prompts padded with the empty prompt's chunks."""
+    def __call__(self, prompts: Sequence[str], device, dtype):
+        """[B, T, C]: shorter prompts padded with the empty prompt's chunks (SDXL: a
+        `DualConditioning` of that context and the pooled vectors [B, P])."""
         self._fill(prompts)
         keys = [self.key(prompt) for prompt in prompts]
         for key in keys:
             self._cache.move_to_end(key)
-        result = stack_padded([self._cache[key] for key in keys], self._empty).to(device=device, dtype=dtype)
+        encoded = [self._cache[key] for key in keys]
+        if isinstance(self._empty, DualConditioning):
+            result = DualConditioning(stack_padded([entry.context for entry in encoded], self._empty.context),
+                                      torch.stack([entry.pooled for entry in encoded])).to(device=device, dtype=dtype)
+        else:
+            result = stack_padded(encoded, self._empty).to(device=device, dtype=dtype)
         self._trim()
         return result
 

@@ -107,9 +107,9 @@ class _Run(OptimizerStep, RunSaving):
         from .preview import render
 
         path = self.plan.run_dir / "images" / f"{self.plan.name}-{self.step}.png"
-        devices = {name: next(getattr(self.pipe, name).parameters()).device for name in ("vae", "text_encoder")}
-        self.pipe.vae.to(self.plan.device)
-        self.pipe.text_encoder.to(self.plan.device)
+        devices = {name: next(getattr(self.pipe, name).parameters()).device for name in ("vae", *text_encoders(self.pipe))}
+        for name in devices:
+            getattr(self.pipe, name).to(self.plan.device)
         try:
             render(self.pipe, self.network, self.config, (self.last_prompts or [""])[0], self.plan.seed,
                    self.plan.target_size, path, model=self.model)
@@ -143,11 +143,13 @@ class _Run(OptimizerStep, RunSaving):
         self.dataset = self.encode_dataset()
         encoder = text_cache.prompt_encoder(pipe, config.clip_skip, config.embeddings_dir, self.say)
         self.text = text_cache.TextConditioning(encoder, config.text_cache_size)
-        pipe.text_encoder.to(plan.device)
+        for name in text_encoders(pipe):
+            getattr(pipe, name).to(plan.device)
         if not config.prompts_vary:
             fixed = [self.fixed_prompt(e) for e in self.dataset.examples]
             self.text.precompute(fixed + ([prompts.UNCONDITIONAL_PROMPT] if config.caption_dropout > 0 else []))
-            pipe.text_encoder.to("cpu")  # every prompt is cached: the encoder leaves the accelerator
+            for name in text_encoders(pipe):  # every prompt is cached: the encoders leave the accelerator
+                getattr(pipe, name).to("cpu")
 
         network = self.network
         network.to(device=plan.device, dtype=torch.float32)
@@ -342,3 +344,8 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
     with borrowed(pipe), torch.random.fork_rng(devices=devices):
         run = _Run(pipe, plan, model, accelerator, progress, log, on_step, stop or _never)
         return run.run()
+
+
+def text_encoders(pipe) -> tuple[str, ...]:
+    """The pipeline's text encoders by attribute name (SDXL has two)."""
+    return ("text_encoder", "text_encoder_2") if getattr(pipe, "text_encoder_2", None) is not None else ("text_encoder",)
