@@ -18,7 +18,10 @@ layer, so its hypernetwork output is computed once per activation and reused.
 Where a chain is affine (linear activation, no LayerNorm: most files), `activate` folds
 it into the layer's weights instead (`hypernet.folding`): no MLP runs per step, and when
 every reached layer folds no processor is installed at all, so a `torch.compile`d UNet
-runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere.
+runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere. The MLP path
+compiles too: diffusers' default `AttnProcessor2_0` gets a `StandardProcessor`, which
+dynamo traces without a break and which reads same-structure stand-ins of the networks
+(`hypernet.compiled`), so a switch of network or multiplier does not recompile.
 
 `activate_rows(unet, row_chains)` gives each row of the UNet batch its own chain (a
 server batching several users' requests); the per-layer plan is `hypernet.row_chains`.
@@ -50,14 +53,15 @@ class ActiveChain:
     cache_context: bool = True
     folded: frozenset = frozenset()  # ids of attention modules whose weights carry the chain
     rows: RowPlan | None = None  # set by `activate_rows`: a chain per row, `networks` unused
+    mlp: bool = True  # some layer runs the MLPs (all folded: the processors call their bases as they are)
     slots: compiled.Slots = field(default_factory=compiled.Slots)  # what a traced call reads
     _context_cache: dict = field(default_factory=dict)
 
     def set(self, networks: Chain, folded: Iterable[int] = (), rows: RowPlan | None = None, mlp: bool = True) -> None:
-        """`mlp`: some layer runs the MLPs (else the slots are not worth loading)."""
         self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
         self.folded = frozenset(folded)
         self.rows = rows
+        self.mlp = mlp
         self._context_cache.clear()
         if mlp and rows is None and self.networks:
             self.slots.load(self.networks)
@@ -135,7 +139,7 @@ class HypernetworkProcessor:
         _bind(self, base, chain)
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        if self.chain.networks or self.chain.rows is not None:
+        if self.chain.rows is not None or (self.chain.mlp and self.chain.networks):  # a compiled UNet guards on what is read
             context = kwargs.get("encoder_hidden_states", args[0] if args else None)
             attn = self.chain.view(attn, hidden_states.shape[0], context)
         return self.base(attn, hidden_states, *args, **kwargs)
@@ -255,10 +259,12 @@ def attention_widths(unet) -> list[int]:
 def installed_chain(unet, cache: folding.FoldCache | None = None) -> ActiveChain | None:
     """The chain object of an installed UNet, or None when not installed (`cache`: a
     `FoldCache` that knows the UNet's attention modules, so none are searched)."""
-    if not hasattr(type(unet), "attn_processors"):  # the class: on the instance, hasattr walks the UNet
+    if cache is not None:
+        processors = (getattr(module, "processor", None) for module in cache.attention_modules(unet))
+    elif hasattr(unet, "attn_processors"):  # a property: this walks the UNet
+        processors = _processors(unet).values()
+    else:
         return None
-    processors = _processors(unet).values() if cache is None else \
-        (getattr(module, "processor", None) for module in cache.attention_modules(unet))
     for processor in processors:
         if isinstance(processor, HypernetworkProcessor):
             return processor.chain
@@ -341,7 +347,7 @@ def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCac
     mlp = bool(new) and folding.needs_mlp_path(unet, new, folded, cache)
     if chain is None and mlp:
         chain = install(unet)
-    previous = (chain.networks, chain.folded, chain.rows, chain.slots.active) if chain is not None else None
+    previous = (chain.networks, chain.folded, chain.rows, chain.mlp) if chain is not None else None
     try:
         if chain is not None:
             chain.set(new, folded, mlp=mlp)
@@ -379,7 +385,7 @@ def activate_rows(unet, row_chains: Iterable[Iterable], fold: bool = True, cache
     swapped: list = []
     _suspend_folds(unet, swapped, cache)  # an outer activation's folds are not these chains
     chain = install(unet)  # always: every call's batch size is checked in the processors
-    previous = (chain.networks, chain.folded, chain.rows, chain.slots.active)
+    previous = (chain.networks, chain.folded, chain.rows, chain.mlp)
     try:
         plan, folded = plan_layers(unet, chains, fold, cache, swapped)
         chain.set((), folded, plan)

@@ -84,6 +84,11 @@ def foldable_layer(attention) -> FoldableLayer | None:
     return FoldableLayer(attention, to_k, to_v, to_out)
 
 
+def _may_be_affine(module) -> bool:
+    """What `HypernetworkModule.affine()` checks before computing anything."""
+    return not module.training and all(isinstance(layer, (nn.Linear, nn.Dropout, nn.Identity)) for layer in module.linear)
+
+
 def _tensor_key(parameter) -> tuple:
     return id(parameter), parameter.data_ptr(), parameter._version, parameter.dtype, parameter.device
 
@@ -135,6 +140,8 @@ class FoldCache:
         self._free.setdefault(key, []).append(buffers)
 
     def products(self, network, layer: FoldableLayer, pair) -> tuple | None:
+        if not all(_may_be_affine(module) for module in pair):
+            return None  # decided from the layer types: a relu network costs no product on each switch
         weights = tuple(original(linear.weight) for linear in (layer.to_k, layer.to_v, layer.to_out))
         key = (network, *(_tensor_key(w) for w in weights), self._versions(network))
         if key in self._entries:

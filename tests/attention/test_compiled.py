@@ -47,8 +47,18 @@ def test_compiled_unet_with_mlp_networks_compiles_once(unet):
                 expected = run(reference, inputs)
             assert (expected - plain).abs().max() > 1e-3  # the network does change the output
             torch.testing.assert_close(result, expected, rtol=0, atol=2e-5)
-    assert chain.slots.active is False or chain.networks == ()  # restored on exit
+    assert not chain.slots.active and chain.networks == ()  # restored on exit
     assert counters["frames"]["total"] == 1, dict(counters["frames"])
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    # processors stay installed; folded networks then change weights only: at most one
+    # recompilation (MLPs -> folded), none per network or multiplier
+    for network in (strong(ALL, 4), strong(ALL, 5)):
+        for multiplier in (1.0, 0.5, -0.5):
+            with torch.no_grad(), attention.activate(unet, [(network, multiplier)]):
+                result = compiled(*inputs).sample
+            with attention.activate(reference, [(network, multiplier)], fold=False):
+                torch.testing.assert_close(result, run(reference, inputs), rtol=0, atol=2e-5)
+    assert counters["frames"]["total"] <= 2, dict(counters["frames"])
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     torch._dynamo.reset()
 
@@ -121,3 +131,13 @@ def test_a_warm_cache_reuses_fold_buffers_and_nesting_stays_correct(unet):
 def run_folded(unet, chain, inputs, cache):
     with attention.activate(unet, chain, cache=cache):
         return run(unet, inputs)
+
+
+def test_activating_through_the_compiled_wrapper_installs_once(unet):
+    """`pipe.unet = torch.compile(pipe.unet)`: the generator then activates the wrapper."""
+    compiled = torch.compile(unet, backend="eager")
+    cache = FoldCache()
+    with attention.activate(compiled, [(relu_network(1), 1.0)], cache=cache) as first:
+        assert attention.installed_chain(compiled, cache) is first is attention.installed_chain(unet)
+    with attention.activate(compiled, [(relu_network(2), 1.0)], cache=cache) as second:
+        assert second is first
