@@ -8,8 +8,9 @@ networks), and with the MLPs run as written (`fold=False`), interleaved, medians
 FLOP share the MLPs add to a UNet forward; the time to switch network or multiplier; the
 first fold of a network (the multiplier-free products, once per network and model).
 With `--compile`, the toy model's UNet under `torch.compile` (inductor; `--compile-sd15`
-for the SD 1.5 architecture too, minutes on a CPU): plain vs folded, and the number of
-recompilations across network and multiplier switches.
+for the SD 1.5 architecture too, minutes on a CPU): none vs folded vs a relu network
+(its MLPs traced into the graph, `hypernet.compiled`), and the recompilations and graph
+breaks across network and multiplier switches of each kind.
 
     python benchmarks/generation_overhead.py [--size 128] [--steps 3] [--repeats 3] [--compile] [--skip-sd15]
 """
@@ -30,13 +31,15 @@ from hypernet.network import Hypernetwork
 
 
 class FixedLibrary:
-    """Networks by name, already loaded (a switch never reads a file)."""
+    """Networks by name, already loaded (a switch never reads a file); other names from
+    `fallback`, a library folder."""
 
-    def __init__(self, networks):
+    def __init__(self, networks, fallback=None):
         self.networks = networks
+        self.fallback = fallback
 
     def load(self, name):
-        return self.networks[name]
+        return self.networks[name] if name in self.networks or self.fallback is None else self.fallback.load(name)
 
 
 def unet_flops(pipe, size: int, chain, context_width: int) -> int:
@@ -139,13 +142,16 @@ def sd15_rows(args) -> list[str]:
     prompts = ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"]
     rows.append(f"| switch network or multiplier between generations (ms, max of 20; folds cached) | {switch_ms(generator, pipe, prompts):.1f} |")
     if args.compile_sd15:
-        rows += compiled_rows(generator, ("one", "two"), args.size, args.steps, args.repeats)
+        networks["relu2"] = Hypernetwork.create(sizes=sizes, generator_seed=4, name="relu2", activation="relu", weight_init="XavierNormal")
+        rows += compiled_rows(generator, ("one", "two"), args.size, args.steps, args.repeats, ("relu", "relu2"), share)
     return rows
 
 
-def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repeats: int) -> list[str]:
-    """Under torch.compile (inductor): plain vs folded per-image time, and the number of
-    recompilations across two networks × five multipliers."""
+def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repeats: int,
+                  relu_names: tuple[str, str] | None = None, share: float | None = None) -> list[str]:
+    """Under torch.compile (inductor): per-image time with no network, a folded one and
+    (`relu_names`) a relu one running its MLPs, interleaved after one warm-up of each; the
+    recompilations and graph breaks across two networks × five multipliers of each kind."""
     from torch._dynamo.utils import counters
 
     print("compiling (inductor)...", flush=True)
@@ -154,23 +160,37 @@ def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repe
     pipe.unet = torch.compile(eager_unet)
     prompt = "a red circle on a blue background"
     first, second = names
+    kinds = {"none": prompt, "folded": f"{prompt} <hypernet:{first}:1>"}
+    if relu_names:
+        kinds["relu"] = f"{prompt} <hypernet:{relu_names[0]}:1>"
     try:
-        timed(generator, prompt, size, steps)
-        timed(generator, f"{prompt} <hypernet:{first}:1>", size, steps)
-        frames = counters["frames"]["total"]
-        plain, folded = [], []
+        for text in kinds.values():
+            timed(generator, text, size, steps)
+        times = {kind: [] for kind in kinds}
         for _ in range(repeats):
-            plain.append(timed(generator, prompt, size, steps))
-            folded.append(timed(generator, f"{prompt} <hypernet:{first}:1>", size, steps))
-        for name in (second, first):
-            for multiplier in (0.25, 0.5, 0.75, 1.0, 1.25):
-                timed(generator, f"{prompt} <hypernet:{name}:{multiplier}>", size, 2)
-        recompiles = counters["frames"]["total"] - frames
+            for kind, text in kinds.items():
+                times[kind].append(timed(generator, text, size, steps))
+        switches = {"folded": (second, first)} | ({"relu": (relu_names[1], relu_names[0])} if relu_names else {})
+        recompiles = {}
+        for kind, pair in switches.items():
+            frames, breaks = counters["frames"]["total"], sum(counters["graph_break"].values())
+            for name in pair:
+                for multiplier in (0.25, 0.5, 0.75, 1.0, 1.25):
+                    timed(generator, f"{prompt} <hypernet:{name}:{multiplier}>", size, 2)
+            recompiles[kind] = (counters["frames"]["total"] - frames, sum(counters["graph_break"].values()) - breaks)
     finally:
         pipe.unet = eager_unet
-    return [f"| compiled: per image, no hypernetwork / {first} folded (s) | {median(plain):.3f} / {median(folded):.3f} |",
-            f"| compiled: time ratio | **{median(folded) / median(plain):.3f}** |",
-            f"| compiled: recompilations across {first}, {second} × 5 multipliers | **{recompiles}** |"]
+    medians = {kind: median(values) for kind, values in times.items()}
+    rows = [f"| compiled: per image, {' / '.join(kinds)} (s) | {' / '.join(f'{medians[kind]:.3f}' for kind in kinds)} |",
+            f"| compiled: time ratio folded / none | **{medians['folded'] / medians['none']:.3f}** |",
+            f"| compiled: recompilations / graph breaks across {first}, {second} × 5 multipliers (folded) | "
+            f"**{recompiles['folded'][0]}** / {recompiles['folded'][1]} |"]
+    if relu_names:
+        bound = f" (bound 1 + FLOP share + 0.02 = {1 + share + 0.02:.3f})" if share is not None else ""
+        rows += [f"| compiled: time ratio relu (MLPs) / none | **{medians['relu'] / medians['none']:.3f}**{bound} |",
+                 f"| compiled: recompilations / graph breaks across {relu_names[0]}, {relu_names[1]} × 5 multipliers (MLPs) | "
+                 f"**{recompiles['relu'][0]}** / {recompiles['relu'][1]} |"]
+    return rows
 
 
 def toy_rows(args) -> list[str]:
@@ -180,13 +200,22 @@ def toy_rows(args) -> list[str]:
     print("measuring the toy model with water...", flush=True)
     generator = load_generator(None, hypernet_dir="models/hypernetworks", progress=False, default_model=toy_model_loader())
     size = generator.native_size
+    widths = attention.attention_widths(generator.pipe.unet)
+    relu = {name: Hypernetwork.create(sizes=widths, generator_seed=seed, name=name, activation="relu", weight_init="XavierNormal")
+            for seed, name in ((11, "relu-a"), (12, "relu-b"))}
+    generator.library = FixedLibrary(relu, generator.library)
+    context_width = generator.pipe.text_encoder.config.hidden_size
+    base = unet_flops(generator.pipe, size, [], context_width)
+    share = (unet_flops(generator.pipe, size, [(relu["relu-a"], 1.0)], context_width) - base) / base
     times = compare(generator, "<hypernet:water:1>", size, 20, args.repeats * 3)
     _, _, named, _ = generator.resolve_networks("x <hypernet:water:1>")
     water = named[0][1]
     return [f"| toy + water (20 steps, {size}²): per image, none / folded / MLPs (s) | {times['plain']:.3f} / {times['folded']:.3f} / {times['mlp']:.3f} |",
             f"| toy + water: time ratio folded / none | **{times['folded'] / times['plain']:.3f}** (MLPs: {times['mlp'] / times['plain']:.3f}) |",
             f"| toy + water: max abs difference folded vs MLP, UNet output | {max_difference(generator.pipe, water, size, generator.pipe.text_encoder.config.hidden_size):.2e} |",
-            *(compiled_rows(generator, ("water", "neon"), size, 20, args.repeats * 3) if args.compile else [])]
+            f"| toy + relu-a (1-2-1 relu, Xavier): FLOP share the MLPs add to a UNet forward | {share:.2%} |",
+            *(compiled_rows(generator, ("water", "neon"), size, 20, args.repeats * 3, ("relu-a", "relu-b"), share)
+              if args.compile else [])]
 
 
 def main() -> None:

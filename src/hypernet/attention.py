@@ -18,7 +18,10 @@ layer, so its hypernetwork output is computed once per activation and reused.
 Where a chain is affine (linear activation, no LayerNorm: most files), `activate` folds
 it into the layer's weights instead (`hypernet.folding`): no MLP runs per step, and when
 every reached layer folds no processor is installed at all, so a `torch.compile`d UNet
-runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere.
+runs unchanged. `activate(..., fold=False)` keeps the MLP path everywhere. The MLP path
+compiles too: diffusers' default `AttnProcessor2_0` gets a `StandardProcessor`, which
+dynamo traces without a break and which reads same-structure stand-ins of the networks
+(`hypernet.compiled`), so a switch of network or multiplier does not recompile.
 
 `activate_rows(unet, row_chains)` gives each row of the UNet batch its own chain (a
 server batching several users' requests); the per-layer plan is `hypernet.row_chains`.
@@ -34,7 +37,7 @@ from typing import Iterable
 
 import torch
 
-from . import folding
+from . import compiled, folding
 from .row_chains import LayerRows, RowPlan, plan_layers
 from .errors import HypernetError
 from .network import Hypernetwork, apply_chain
@@ -50,13 +53,20 @@ class ActiveChain:
     cache_context: bool = True
     folded: frozenset = frozenset()  # ids of attention modules whose weights carry the chain
     rows: RowPlan | None = None  # set by `activate_rows`: a chain per row, `networks` unused
+    mlp: bool = True  # some layer runs the MLPs (all folded: the processors call their bases as they are)
+    slots: compiled.Slots = field(default_factory=compiled.Slots)  # what a traced call reads
     _context_cache: dict = field(default_factory=dict)
 
-    def set(self, networks: Chain, folded: Iterable[int] = (), rows: RowPlan | None = None) -> None:
+    def set(self, networks: Chain, folded: Iterable[int] = (), rows: RowPlan | None = None, mlp: bool = True) -> None:
         self.networks = tuple((n, float(m)) for n, m in networks if float(m) != 0.0)
         self.folded = frozenset(folded)
         self.rows = rows
+        self.mlp = mlp
         self._context_cache.clear()
+        if mlp and rows is None and self.networks:
+            self.slots.load(self.networks)
+        else:
+            self.slots.clear()
 
     def view(self, attention, batch: int, context: torch.Tensor | None):
         """`attention` as the base processor should see it now: itself where nothing
@@ -129,7 +139,7 @@ class HypernetworkProcessor:
         _bind(self, base, chain)
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        if self.chain.networks or self.chain.rows is not None:
+        if self.chain.rows is not None or (self.chain.mlp and self.chain.networks):  # a compiled UNet guards on what is read
             context = kwargs.get("encoder_hidden_states", args[0] if args else None)
             attn = self.chain.view(attn, hidden_states.shape[0], context)
         return self.base(attn, hidden_states, *args, **kwargs)
@@ -172,6 +182,19 @@ class HypernetworkModuleProcessor(HypernetworkProcessor, torch.nn.Module):
         return torch.nn.Module.train(self, mode)
 
 
+class StandardProcessor(compiled.TracedCall, HypernetworkProcessor):
+    """The wrapper of diffusers' default `AttnProcessor2_0`, written for dynamo: the
+    class's own `__call__` (`compiled.TracedCall`) has the base's signature, no
+    per-instance `__call__`; calls it cannot trace go to `HypernetworkProcessor.__call__`."""
+
+    def __init__(self, base, chain: ActiveChain):
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "chain", chain)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
 def _bind(processor, base, chain: ActiveChain) -> None:
     """Set the wrapper's own attributes without nn.Module's registration (the base must
     not become a child: its keys would move under `processor.base.`)."""
@@ -207,6 +230,10 @@ def _signature(base) -> inspect.Signature:
 
 
 def _wrap(base, chain: ActiveChain) -> HypernetworkProcessor:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    if type(base) is AttnProcessor2_0:
+        return StandardProcessor(base, chain)
     if isinstance(base, torch.nn.Module):
         return HypernetworkModuleProcessor(base, chain)
     return HypernetworkProcessor(base, chain)
@@ -229,11 +256,16 @@ def attention_widths(unet) -> list[int]:
     return sorted(widths)
 
 
-def installed_chain(unet) -> ActiveChain | None:
-    """The chain object of an installed UNet, or None when not installed."""
-    if not hasattr(unet, "attn_processors"):
+def installed_chain(unet, cache: folding.FoldCache | None = None) -> ActiveChain | None:
+    """The chain object of an installed UNet, or None when not installed (`cache`: a
+    `FoldCache` that knows the UNet's attention modules, so none are searched)."""
+    if cache is not None:
+        processors = (getattr(module, "processor", None) for module in cache.attention_modules(unet))
+    elif hasattr(unet, "attn_processors"):  # a property: this walks the UNet
+        processors = _processors(unet).values()
+    else:
         return None
-    for processor in _processors(unet).values():
+    for processor in processors:
         if isinstance(processor, HypernetworkProcessor):
             return processor.chain
     return None
@@ -282,9 +314,10 @@ def _move_to(unet, chain: Chain) -> None:
             network.to(device=device, dtype=torch.float32)  # MLPs always compute in fp32
 
 
-def _suspend_folds(unet, swapped: list) -> None:
-    """Put the original weights back for the inner activation (an outer one's folds)."""
-    for module in unet.modules():
+def _suspend_folds(unet, swapped: list, cache: folding.FoldCache) -> None:
+    """Put the original weights back for the inner activation (an outer one's folds,
+    always in an attention module's linears)."""
+    for module in (linear for attention in cache.attention_modules(unet) for linear in attention.modules()):
         if isinstance(module, torch.nn.Linear):
             for name, parameter in list(module._parameters.items()):
                 if isinstance(parameter, folding.FoldedWeight):
@@ -303,19 +336,21 @@ def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCac
     MLP path. Yields the processors' `ActiveChain`, or None when none is installed."""
     new = tuple((n, m) for n, m in _as_chain(networks) if m != 0.0)
     _move_to(unet, new)
+    cache = cache if cache is not None else folding.FoldCache()
     swapped: list = []
     folded: set[int] = set()
-    _suspend_folds(unet, swapped)  # an outer activation's folds are not this chain
+    _suspend_folds(unet, swapped, cache)  # an outer activation's folds are not this chain
     if new and fold:
-        folds, folded = folding.apply_folds(unet, new, cache or folding.FoldCache())
+        folds, folded = folding.apply_folds(unet, new, cache)
         swapped += folds
-    chain = installed_chain(unet)
-    if chain is None and new and folding.needs_mlp_path(unet, new, folded):
+    chain = installed_chain(unet, cache)
+    mlp = bool(new) and folding.needs_mlp_path(unet, new, folded, cache)
+    if chain is None and mlp:
         chain = install(unet)
-    previous = (chain.networks, chain.folded, chain.rows) if chain is not None else None
+    previous = (chain.networks, chain.folded, chain.rows, chain.mlp) if chain is not None else None
     try:
         if chain is not None:
-            chain.set(new, folded)
+            chain.set(new, folded, mlp=mlp)
         yield chain
     finally:
         if chain is not None:
@@ -346,12 +381,13 @@ def activate_rows(unet, row_chains: Iterable[Iterable], fold: bool = True, cache
         return
     for chain in set(chains):
         _move_to(unet, chain)
+    cache = cache if cache is not None else folding.FoldCache()
     swapped: list = []
-    _suspend_folds(unet, swapped)  # an outer activation's folds are not these chains
+    _suspend_folds(unet, swapped, cache)  # an outer activation's folds are not these chains
     chain = install(unet)  # always: every call's batch size is checked in the processors
-    previous = (chain.networks, chain.folded, chain.rows)
+    previous = (chain.networks, chain.folded, chain.rows, chain.mlp)
     try:
-        plan, folded = plan_layers(unet, chains, fold, cache or folding.FoldCache(), swapped)
+        plan, folded = plan_layers(unet, chains, fold, cache, swapped)
         chain.set((), folded, plan)
         yield chain
     finally:

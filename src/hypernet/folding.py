@@ -26,6 +26,7 @@ never fold: training needs their gradients.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -34,9 +35,11 @@ from torch import nn
 
 
 class FoldedWeight(nn.Parameter):
-    """A weight swapped in for the length of an activation; `base` is the original."""
+    """A weight swapped in for the length of an activation; `base` is the original,
+    `release` (if set) hands its buffer back to the `FoldCache` when it is swapped out."""
 
     base: nn.Parameter
+    release = None
 
 
 def original(parameter: nn.Parameter) -> nn.Parameter:
@@ -81,6 +84,11 @@ def foldable_layer(attention) -> FoldableLayer | None:
     return FoldableLayer(attention, to_k, to_v, to_out)
 
 
+def _may_be_affine(module) -> bool:
+    """What `HypernetworkModule.affine()` checks before computing anything."""
+    return not module.training and all(isinstance(layer, (nn.Linear, nn.Dropout, nn.Identity)) for layer in module.linear)
+
+
 def _tensor_key(parameter) -> tuple:
     return id(parameter), parameter.data_ptr(), parameter._version, parameter.dtype, parameter.device
 
@@ -91,16 +99,51 @@ class FoldCache:
     Keyed by the network, the base tensors and the network's in-place-change counters: a
     network edited or trained after a fold, or a changed base weight, is folded again.
     Products are kept in the weights' dtype, least recently used first out beyond
-    `limit_bytes` (one SD 1.5 network: about 176 MB in fp32)."""
+    `limit_bytes` (one SD 1.5 network: about 176 MB in fp32).
+
+    It also keeps what makes a switch cheap: each UNet's attention modules (found once;
+    a UNet whose attention modules are replaced needs `clear()`), and for fp32 weights the
+    buffers folded weights are written into (one set per nesting depth of activations,
+    the size of the folded weights: 176 MB for SD 1.5), so a switch allocates nothing."""
 
     def __init__(self, limit_bytes: int = 1 << 30):
         self.limit_bytes = limit_bytes
         self._entries: OrderedDict = OrderedDict()
         self._bytes = 0
+        self._attention: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._parameters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._free: dict = {}  # layer key -> [free (k, v, bias) buffers]
+
+    def attention_modules(self, unet) -> list:
+        """The modules of `unet` that have a `to_k` (its attention layers), in order."""
+        modules = self._attention.get(unet)
+        if modules is None:
+            modules = [module for module in unet.modules() if hasattr(module, "to_k")]
+            self._attention[unet] = modules
+        return modules
+
+    def _versions(self, network) -> tuple:
+        parameters = self._parameters.get(network)
+        if parameters is None:
+            parameters = self._parameters[network] = tuple(network.parameters())
+        return tuple(p._version for p in parameters)
+
+    def lease(self, layer: "FoldableLayer", tensors: tuple) -> tuple:
+        """Buffers shaped like `tensors` for `layer`, not in use by another activation;
+        `give_back` returns them."""
+        key = tuple(id(original(t)) for t in tensors)
+        free = self._free.setdefault(key, [])
+        buffers = free.pop() if free else tuple(torch.empty_like(original(t).detach()) for t in tensors)
+        return key, buffers
+
+    def give_back(self, key, buffers) -> None:
+        self._free.setdefault(key, []).append(buffers)
 
     def products(self, network, layer: FoldableLayer, pair) -> tuple | None:
+        if not all(_may_be_affine(module) for module in pair):
+            return None  # decided from the layer types: a relu network costs no product on each switch
         weights = tuple(original(linear.weight) for linear in (layer.to_k, layer.to_v, layer.to_out))
-        key = (network, *(_tensor_key(w) for w in weights), tuple(p._version for p in network.parameters()))
+        key = (network, *(_tensor_key(w) for w in weights), self._versions(network))
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
@@ -126,11 +169,15 @@ class FoldCache:
     def clear(self) -> None:
         self._entries.clear()
         self._bytes = 0
+        self._attention.clear()
+        self._parameters.clear()
+        self._free.clear()
 
 
 def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | None:
-    """(to_k weight, to_v weight, to_out bias) with the network folded in, in the weights'
-    dtype (computed in fp32), or None when it does not fold at this layer.
+    """((to_k weight, to_v weight, to_out bias) with the network folded in, in the weights'
+    dtype (computed in fp32), and what gives their buffers back or None), or None when it
+    does not fold at this layer.
 
     Only a layer that one network of the chain reaches folds: `W + m W A` then costs
     additions for any multiplier, once `W A` is known. Two networks on one width would
@@ -143,18 +190,22 @@ def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | 
     products = cache.products(network, layer, network.pair(layer.width))
     if products is None:
         return None
-    base_k, base_v = original(layer.to_k.weight), original(layer.to_v.weight)
-    base_bias = original(layer.to_out.bias)
-    product_k, product_v, product_bias = products
-    return (torch.add(base_k.detach().float(), product_k.float(), alpha=multiplier).to(base_k.dtype),
-            torch.add(base_v.detach().float(), product_v.float(), alpha=multiplier).to(base_v.dtype),
-            torch.add(base_bias.detach().float(), product_bias, alpha=multiplier).to(base_bias.dtype))
+    bases = (original(layer.to_k.weight), original(layer.to_v.weight), original(layer.to_out.bias))
+    if all(base.dtype == torch.float32 for base in bases):  # written into leased buffers: no allocation
+        key, buffers = cache.lease(layer, bases)
+        with torch.no_grad():
+            for base, product, buffer in zip(bases, products, buffers):
+                torch.add(base.detach(), product, alpha=multiplier, out=buffer)
+        return buffers, lambda: cache.give_back(key, buffers)
+    return tuple(torch.add(base.detach().float(), product.float(), alpha=multiplier).to(base.dtype)
+                 for base, product in zip(bases, products)), None
 
 
-def _swap(linear: nn.Linear, name: str, tensor: torch.Tensor, restore: list) -> None:
+def _swap(linear: nn.Linear, name: str, tensor: torch.Tensor, restore: list, release=None) -> None:
     current = linear._parameters[name]
     folded = FoldedWeight(tensor, requires_grad=current.requires_grad)
     folded.base = original(current)
+    folded.release = release
     restore.append((linear, name, current))
     linear._parameters[name] = folded
 
@@ -167,8 +218,8 @@ def apply_folds(unet, networks, cache: FoldCache) -> tuple[list, set[int]]:
     if not networks or any(network.training for network, _ in networks):
         return restore, folded
     widths = {size for network, _ in networks for size in network.sizes}
-    for module in unet.modules():
-        layer = foldable_layer(module) if hasattr(module, "to_k") else None
+    for module in cache.attention_modules(unet):
+        layer = foldable_layer(module)
         if layer is None or layer.width not in widths:
             continue
         if fold_layer(layer, networks, cache, restore):
@@ -179,26 +230,31 @@ def apply_folds(unet, networks, cache: FoldCache) -> tuple[list, set[int]]:
 def fold_layer(layer: FoldableLayer, networks, cache: FoldCache, restore: list) -> bool:
     """Swap the folded tensors of `networks` into one layer (what to put back goes to
     `restore`); False, and nothing swapped, when they do not fold there."""
-    tensors = folded_tensors(layer, networks, cache)
-    if tensors is None:
+    folded = folded_tensors(layer, networks, cache)
+    if folded is None:
         return False
-    _swap(layer.to_k, "weight", tensors[0], restore)
+    tensors, release = folded
+    _swap(layer.to_k, "weight", tensors[0], restore, release)
     _swap(layer.to_v, "weight", tensors[1], restore)
     _swap(layer.to_out, "bias", tensors[2], restore)
     return True
 
 
 def restore(swapped: list) -> None:
-    """Put back what `apply_folds` replaced, last first."""
+    """Put back what `apply_folds` replaced, last first; the buffers of the folded
+    weights swapped out go back to their cache."""
     for linear, name, parameter in reversed(swapped):
+        current = linear._parameters[name]
         linear._parameters[name] = parameter
+        if isinstance(current, FoldedWeight) and current.release is not None:
+            current.release()
     swapped.clear()
 
 
-def needs_mlp_path(unet, networks, folded: set[int]) -> bool:
+def needs_mlp_path(unet, networks, folded: set[int], cache: FoldCache | None = None) -> bool:
     """Whether some attention layer that a network reaches was not folded."""
     widths = {size for network, _ in networks for size in network.sizes}
-    for module in unet.modules():
+    for module in (cache or FoldCache()).attention_modules(unet):
         to_k = getattr(module, "to_k", None)
         width = getattr(plain_projection(to_k) or to_k, "in_features", None)
         if width in widths and id(module) not in folded:
