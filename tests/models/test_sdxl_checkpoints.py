@@ -7,7 +7,8 @@ The exact round trip runs on the tiny SDXL-architecture pipeline (`tiny_models`)
 back bit for bit. The full-size layout is checked on meta tensors (no memory, no disk):
 the shipped config's modules, exported key names and shapes, converted back by diffusers'
 own converters. Loading a real-size (3.5 B parameters, 6.9 GB in fp16, sparse) file is
-`test_sdxl_full_size_file_loads`: slow, and skipped where less than 24 GiB of memory is free.
+`test_sdxl_full_size_file_loads`: 46 s and 7.7 GiB peak memory on the CI-class machine,
+skipped only where less than 10 GiB of memory or of temporary disk is free.
 """
 
 from __future__ import annotations
@@ -192,6 +193,13 @@ def test_full_size_layout_matches_the_real_file_and_diffusers_converters(tmp_pat
         assert got == {key: tuple(value.shape) for key, value in state.items()}, name
 
 
+def _free_disk_bytes() -> int:
+    import shutil
+    import tempfile
+
+    return shutil.disk_usage(tempfile.gettempdir()).free
+
+
 def _free_memory_bytes() -> int:
     try:
         with open("/proc/meminfo") as handle:
@@ -204,8 +212,10 @@ def _free_memory_bytes() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_free_memory_bytes() < 24 * 1024**3 and not os.environ.get("HYPERNET_FULL_SIZE_SDXL"),
-                    reason="a real-size SDXL file (3.5 B parameters) needs ~24 GiB of free memory to load")
+@pytest.mark.skipif((_free_memory_bytes() < 10 * 1024**3 or _free_disk_bytes() < 10 * 1024**3)
+                    and not os.environ.get("HYPERNET_FULL_SIZE_SDXL"),
+                    reason="a real-size SDXL file (3.5 B parameters) needs ~10 GiB of free memory and of temporary "
+                    "disk (measured peak 7.7 GiB; the export writes 6.9 GB)")
 def test_sdxl_full_size_file_loads(tmp_path):
     from .fake_checkpoints import expected_tensor, random_pool, write_fake_safetensors
 
