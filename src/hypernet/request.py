@@ -55,7 +55,8 @@ class Img2Img:
             problems.append(f"resize mode {self.resize_mode!r} is unknown; valid: {', '.join(RESIZE_MODES)}")
         if self.masked_content not in MASKED_CONTENT:
             problems.append(f"masked content {self.masked_content!r} is unknown; valid: {', '.join(MASKED_CONTENT)}")
-        if self.mask_blur < 0 or self.only_masked_padding < 0:
+        blur = self.mask_blur if isinstance(self.mask_blur, (tuple, list)) else (self.mask_blur,)
+        if any(not math.isfinite(value) or value < 0 for value in blur) or self.only_masked_padding < 0:
             problems.append("mask blur and only-masked padding must be 0 or more")
         if self.mask is not None and not hasattr(self.mask, "convert"):
             problems.append("the mask must be an image")
@@ -162,8 +163,9 @@ class Request:
             problems += self.img2img.problems()
             if self.hires is not None:
                 problems.append("the hires fix is for txt2img; with an init image, set the size you want instead")
-        if self.hires is not None:
-            problems += self.hires.problems()
+        hires_problems = self.hires.problems() if self.hires is not None else []
+        problems += hires_problems
+        if self.hires is not None and not hires_problems:  # a NaN or infinite scale has no target
             for label, value in zip(("hires width", "hires height"), self.hires.target(width, height, multiple)):
                 if value % multiple:
                     problems.append(f"{label} {value} must be a multiple of {multiple}")

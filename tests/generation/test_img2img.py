@@ -136,5 +136,10 @@ def test_bad_img2img_and_hires_settings_are_named(generator, init):
         run(generator, image=init, resize_mode="stretch")
     with pytest.raises(HypernetError, match="hires upscaler 'ESRGAN'"):
         generator.generate(Request(PROMPT, hires=HiresFix(upscaler="ESRGAN")), progress=False)
+    for scale in (float("nan"), float("inf")):  # no target size to compute: an error, not a crash
+        with pytest.raises(HypernetError, match="hires scale must be at least 1"):
+            generator.generate(Request(PROMPT, hires=HiresFix(scale=scale)), progress=False)
+    with pytest.raises(HypernetError, match="mask blur"):
+        run(generator, image=init, mask=init.convert("L"), mask_blur=(2, -1))
     with pytest.raises(HypernetError, match="mask is empty"):
         run(generator, image=init, mask=Image.new("L", init.size, 0), only_masked=True)
