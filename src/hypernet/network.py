@@ -88,7 +88,9 @@ WEIGHT_INITS: dict[str, Callable[[nn.Linear, str | None], None]] = {
     "XavierNormal": _init_xavier_normal,
     "KaimingUniform": _init_kaiming_uniform,
     "KaimingNormal": _init_kaiming_normal,
+    "ZeroLast": _init_xavier_normal,  # and the last Linear of each MLP zero: see Hypernetwork.initialize
 }
+ZERO_LAST = "ZeroLast"  # hypernet's own: starts as the exact identity with full-size gradients (docs/training.md)
 
 
 def _choices(names: Iterable[str]) -> str:
@@ -300,6 +302,15 @@ class Hypernetwork(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)  # always, whatever the init (§2.5)
                 nn.init.zeros_(module.bias)
+        if weight_init == ZERO_LAST:
+            # The webui's inits make both layers tiny (Normal) or the output large (Xavier,
+            # Kaiming): tiny layers start on a saddle (each layer's gradient is scaled by
+            # the other's weights), large ones start far from the base model. A zero last
+            # layer starts exactly at the base with full-size gradients, as LoRA does.
+            for module in self.modules():
+                if isinstance(module, HypernetworkModule):
+                    last = [layer for layer in module.modules() if isinstance(layer, nn.Linear)][-1]
+                    nn.init.zeros_(last.weight)
 
     # -- introspection -------------------------------------------------------------
     @property
