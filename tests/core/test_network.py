@@ -86,6 +86,19 @@ def test_inits_zero_biases_and_layernorm_drawn_small(init):
         assert 0.005 < first.std().item() < 0.02
 
 
+@pytest.mark.parametrize("layers", [[1, 2, 1], [1, 1.5, 2, 1]])
+def test_zero_last_starts_as_the_identity_with_a_gradient_on_the_last_layer(layers):
+    network = Hypernetwork.create(sizes=[16], layer_structure=layers, weight_init="ZeroLast", generator_seed=0)
+    module = network.pair(16)[0]
+    linears = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
+    assert torch.count_nonzero(linears[-1].weight) == 0 and all(torch.count_nonzero(l.weight) > 0 for l in linears[:-1])
+    x = torch.randn(3, 16)
+    assert torch.equal(module(x, 1.0), x)  # exactly the base model at any multiplier
+    network.train()
+    (module(x) * torch.randn(3, 16)).sum().backward()
+    assert linears[-1].weight.grad.abs().sum() > 0  # no saddle: the last layer learns from step 1
+
+
 def test_multiplier_zero_is_bit_exact_and_train_mode_ignores_multiplier():
     network = Hypernetwork.create(sizes=[16], activation="relu", weight_init="XavierNormal", generator_seed=1)
     x = torch.randn(3, 7, 16)

@@ -59,9 +59,53 @@ def test_bad_input_exits_2_with_the_message_and_writes_nothing(cli_setup, capsys
     assert "at character 6" in capsys.readouterr().err
     assert main(arguments(tmp_path, folder, library, "--template", "nope")) == 2
     assert "template 'nope' not found" in capsys.readouterr().err
-    assert main(["train", "absent", "--data", str(folder), "--hypernet-dir", str(library)]) == 2
-    assert "no hypernetwork named 'absent'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "absent.pt"), "--data", str(folder), "--hypernet-dir", str(library)]) == 2
+    assert "absent.pt does not exist" in capsys.readouterr().err
+    assert main(["train", "absent", "--data", str(tmp_path / "missing"), "--hypernet-dir", str(library)]) == 2
+    assert "dataset folder does not exist" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists() and (library / "tiny.pt").read_bytes() == before
+    assert sorted(p.name for p in library.iterdir()) == ["tiny.pt"]
+
+
+def test_a_new_name_trains_a_new_network_for_the_model(cli_setup, pipe, capsys):
+    from hypernet.attention import attention_widths
+
+    tmp_path, folder, library = cli_setup
+    command = arguments(tmp_path, folder, library, "--save-every", "0", "--preview-every", "0")
+    command[1] = "tiy"  # a typo of 'tiny': said, and a new network is trained under the name given
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert "no hypernetwork 'tiy'" in err and "a typo? the library has: tiny" in err and "ZeroLast init" in err
+    trained = hypernet.load(library / "tiy.pt")
+    assert trained.step == 3 and trained.sizes == attention_widths(pipe.unet)
+    assert trained.metadata.weight_initialization == "ZeroLast" and trained.structure.layer_structure == (1, 2, 1)
+    command[1] = "webuilike"
+    assert main(command + ["--webui-defaults"]) == 0
+    assert "Normal init" in capsys.readouterr().err
+    assert hypernet.load(library / "webuilike.pt").metadata.weight_initialization == "Normal"
+
+
+def test_webui_defaults_preset_and_flags_win(tmp_path):
+    import argparse
+
+    from hypernet.cli import train as train_cli
+    from hypernet.training.config import TrainingConfig
+    from hypernet.training.defaults import WEBUI_TRAINING
+
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+
+    def config(*extra):
+        return train_cli.config_from_args(parser.parse_args(["train", "x", "--data", str(tmp_path), *extra]))
+
+    ours, theirs = config(), config("--webui-defaults")
+    assert ours == TrainingConfig(data=str(tmp_path))
+    for name in train_cli.PRESET_OPTIONS:
+        assert getattr(theirs, name) == WEBUI_TRAINING[name], name
+    assert (theirs.learning_rate, theirs.batch_size, theirs.max_steps) == ("0.00001", 1, 100000)
+    assert ours.learning_rate != theirs.learning_rate and ours.max_steps < 100000
+    mixed = config("--webui-defaults", "--lr", "2e-4", "--batch-size", "3", "--caption-dropout", "0.2")
+    assert (mixed.learning_rate, mixed.batch_size, mixed.caption_dropout, mixed.max_steps) == ("2e-4", 3, 0.2, 100000)
 
 
 @pytest.fixture

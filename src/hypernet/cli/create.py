@@ -14,7 +14,9 @@ def register(sub) -> None:
     parser.add_argument("--sizes", type=integer_list, default=list(DEFAULT_SIZES), help="feature sizes ('Modules'), default 768,320,640,1280; 1024 for SD2 cross-attention")
     parser.add_argument("--layer-structure", type=number_list, default=[1.0, 2.0, 1.0], help="width multipliers, must start and end with 1 (default '1, 2, 1')")
     parser.add_argument("--activation", default="linear", choices=sorted(ACTIVATIONS), metavar="NAME", help="activation function (default linear = none; 'swish' is Hardswish as in the webui)")
-    parser.add_argument("--weight-init", default="Normal", choices=list(WEIGHT_INITS), help="weight initialisation (default Normal)")
+    parser.add_argument("--weight-init", default="ZeroLast", choices=list(WEIGHT_INITS),
+                        help="weight initialisation (default ZeroLast: hypernet's, the network starts as the identity; "
+                             "Normal is the webui's; docs/training.md, Defaults)")
     parser.add_argument("--layer-norm", action="store_true", help="add a LayerNorm after every Linear")
     parser.add_argument("--use-dropout", action="store_true", help="apply --dropout-structure")
     parser.add_argument("--dropout-structure", type=number_list, default=None, help="dropout after each layer, e.g. '0, 0.05, 0' (first and last 0)")

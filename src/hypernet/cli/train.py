@@ -31,7 +31,9 @@ _probability = fraction("probability", "0.1")
 
 
 def register(sub) -> None:
-    from ..training.config import CHECKPOINTING, CLIP_MODES, DEFAULT_TEMPLATE, LATENT_SAMPLING, PRECISIONS, RESIZE_MODES
+    from ..training.config import CHECKPOINTING, CLIP_MODES, LATENT_SAMPLING, PRECISIONS, RESIZE_MODES, TrainingConfig
+
+    ours = TrainingConfig(data=".")
 
     parser = sub.add_parser("train", help="train a hypernetwork on a folder of images", description=__doc__,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -44,14 +46,17 @@ def register(sub) -> None:
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     steps = parser.add_argument_group("steps and learning rate")
-    steps.add_argument("--learning-rate", "--lr", default="0.00001", metavar="SCHEDULE",
-                       help="rate or schedule 'RATE:STEP, RATE:STEP, RATE' (training ends at the last STEP)")
-    steps.add_argument("--batch-size", type=int, default=1)
-    steps.add_argument("--gradient-accumulation", "--gradient-step", type=int, default=1,
-                       help="micro-batches per optimizer step")
-    steps.add_argument("--max-steps", type=int, default=100000)
-    steps.add_argument("--clip-grad", choices=CLIP_MODES, default="disabled", help="gradient clipping mode")
-    steps.add_argument("--clip-value", default="0.1", metavar="SCHEDULE", help="clip threshold (schedule grammar)")
+    steps.add_argument("--webui-defaults", action="store_true",
+                       help="start from the webui's defaults (learning rate 1e-5, batch 1, 100000 steps, Normal init "
+                            "for a new network, ...) instead of hypernet's; flags given still win")
+    steps.add_argument("--learning-rate", "--lr", default=None, metavar="SCHEDULE",
+                       help=f"rate or schedule 'RATE:STEP, RATE:STEP, RATE' (training ends at the last STEP; default {ours.learning_rate!r})")
+    steps.add_argument("--batch-size", type=int, default=None, help=f"default {ours.batch_size}")
+    steps.add_argument("--gradient-accumulation", "--gradient-step", type=int, default=None,
+                       help=f"micro-batches per optimizer step (default {ours.gradient_accumulation})")
+    steps.add_argument("--max-steps", type=int, default=None, help=f"default {ours.max_steps}")
+    steps.add_argument("--clip-grad", choices=CLIP_MODES, default=None, help=f"gradient clipping mode (default {ours.clip_grad})")
+    steps.add_argument("--clip-value", default=None, metavar="SCHEDULE", help=f"clip threshold (schedule grammar; default {ours.clip_value})")
     steps.add_argument("--seed", type=int, default=None, help="run seed (default: random, or the resumed run's)")
     steps.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast: auto follows the model's dtype; fp32 master weights always")
@@ -65,21 +70,21 @@ def register(sub) -> None:
     images.add_argument("--varsize", action="store_const", const="keep", dest="resize",
                         help="the webui's 'do not resize images' (= --resize keep)")
     images.add_argument("--flip", action="store_true", help="random horizontal flips (the webui never flips)")
-    images.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template: a name or a file path")
+    images.add_argument("--template", default=None, help=f"prompt template: a name or a file path (default {ours.template})")
     images.add_argument("--template-dir", action="append", default=[], help="extra folder of templates (repeatable)")
     images.add_argument("--filename-word-regex", default="", help="caption from file names: keep the words this matches")
     images.add_argument("--filename-join", default=" ", help="string joining those words")
     images.add_argument("--shuffle-tags", action="store_true", help="shuffle the caption's comma-separated tags")
     images.add_argument("--tag-dropout", type=_probability, default=0.0, help="drop each tag with this probability")
-    images.add_argument("--caption-dropout", type=_probability, default=0.0,
+    images.add_argument("--caption-dropout", type=_probability, default=None,
                         help="train this share of examples on the empty prompt (the unconditional branch of CFG), "
-                             "so the look reaches pictures generated with guidance (not in the webui)")
+                             f"so the look reaches pictures generated with guidance (not in the webui; default {ours.caption_dropout})")
     images.add_argument("--latent-sampling", choices=LATENT_SAMPLING, default="once")
     images.add_argument("--use-alpha-weight", action="store_true", help="weight the loss by the PNG alpha channel")
 
     outputs = parser.add_argument_group("outputs")
-    outputs.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (0: final only)")
-    outputs.add_argument("--preview-every", type=int, default=500, help="preview picture every N steps (0: none)")
+    outputs.add_argument("--save-every", type=int, default=None, help=f"checkpoint every N steps (0: final only; default {ours.save_every})")
+    outputs.add_argument("--preview-every", type=int, default=None, help=f"preview picture every N steps (0: none; default {ours.preview_every})")
     outputs.add_argument("--preview-prompt", default=None, help="default: the first prompt of the current batch")
     outputs.add_argument("--preview-negative", default="")
     outputs.add_argument("--preview-steps", type=int, default=20)
@@ -112,20 +117,60 @@ def resolve_network(name: str, hypernet_dir):
     return entry.path, entry.path
 
 
+# Options whose default depends on --webui-defaults: None on the command line means "the preset's".
+PRESET_OPTIONS = ("learning_rate", "batch_size", "gradient_accumulation", "max_steps", "clip_grad", "clip_value",
+                  "template", "caption_dropout", "save_every", "preview_every")
+
+
+def find_network(name: str, hypernet_dir):
+    """`resolve_network(name)`, or None when NAME names no file and no library entry (it
+    is then made new). A path-like NAME that is missing, or an ambiguous name, fails."""
+    from ..library.catalog import UnknownNameError
+
+    looks_like_path = any(part in name for part in ("/", "\\")) or name.endswith((".pt", ".safetensors"))
+    try:
+        return resolve_network(name, hypernet_dir)
+    except UnknownNameError as error:
+        if looks_like_path:
+            raise HypernetError(f"hypernetwork file {name} does not exist") from None
+        near = f" (a typo? the library has: {', '.join(error.suggestions)})" if getattr(error, "suggestions", None) else ""
+        print(f"no hypernetwork {name!r} in {hypernet_dir}{near}: training a new one", file=sys.stderr)
+        return None
+
+
+def new_network(name: str, hypernet_dir, pipe, *, webui: bool, seed: int | None):
+    """(network, output path) for a network made for this model: every attention width
+    of its UNet (the webui's all-sizes default), with hypernet's (or the webui's) layer
+    options. Nothing is written until training saves it."""
+    from ..attention import attention_widths
+    from ..creation import clean_name
+    from ..network import Hypernetwork
+    from ..training.defaults import network_options, webui_network_options
+
+    widths = attention_widths(pipe.unet)
+    options = webui_network_options() if webui else network_options()
+    network = Hypernetwork.create(sizes=widths, name=clean_name(name), generator_seed=seed, **options)
+    output = Path(hypernet_dir) / f"{clean_name(name)}.pt"
+    print(f"new hypernetwork {output.name}: sizes {', '.join(map(str, widths))}, "
+          f"{'-'.join(f'{w:g}' for w in options['layer_structure'])} {options['activation']}, "
+          f"{options['weight_init']} init", file=sys.stderr)
+    return network, output
+
+
 def config_from_args(args):
     from ..training.config import PreviewOptions, TrainingConfig
+    from ..training.defaults import webui_config
 
+    preset = webui_config(args.data) if args.webui_defaults else TrainingConfig(data=args.data)
+    chosen = {name: getattr(preset, name) if getattr(args, name) is None else getattr(args, name) for name in PRESET_OPTIONS}
     width, height = args.size or (None, None)
     preview_width, preview_height = args.preview_size or (None, None)
-    return TrainingConfig(
-        data=args.data, learning_rate=args.learning_rate, batch_size=args.batch_size,
-        gradient_accumulation=args.gradient_accumulation, max_steps=args.max_steps, width=width, height=height,
-        resize=args.resize, flip=args.flip, template=args.template, template_dirs=tuple(args.template_dir),
+    return preset.replace(
+        **chosen, width=width, height=height,
+        resize=args.resize, flip=args.flip, template_dirs=tuple(args.template_dir),
         filename_word_regex=args.filename_word_regex, filename_join=args.filename_join,
-        shuffle_tags=args.shuffle_tags, tag_dropout=args.tag_dropout, caption_dropout=args.caption_dropout,
-        latent_sampling=args.latent_sampling,
-        clip_grad=args.clip_grad, clip_value=args.clip_value, use_alpha_weight=args.use_alpha_weight,
-        save_every=args.save_every, preview_every=args.preview_every,
+        shuffle_tags=args.shuffle_tags, tag_dropout=args.tag_dropout,
+        latent_sampling=args.latent_sampling, use_alpha_weight=args.use_alpha_weight,
         preview=PreviewOptions(prompt=args.preview_prompt, negative_prompt=args.preview_negative,
                                steps=args.preview_steps, sampler=args.preview_sampler, cfg_scale=args.preview_cfg,
                                seed=args.preview_seed, width=preview_width, height=preview_height),
@@ -143,11 +188,8 @@ def run(args) -> int:
     from ..training.plan import check_inputs
 
     config = config_from_args(args)
-    source, output = resolve_network(args.name, args.hypernet_dir)
-    network = load(source)
+    found = find_network(args.name, args.hypernet_dir)
     inputs = check_inputs(config)  # before the (slow) model load: bad input fails at once
-    if args.output:
-        output = Path(args.output)
 
     from accelerate import Accelerator
 
@@ -163,6 +205,13 @@ def run(args) -> int:
     pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet,
                              default_model=default_model)
 
+    if found is None:
+        network, output = new_network(args.name, args.hypernet_dir, pipe, webui=args.webui_defaults, seed=config.seed)
+    else:
+        source, output = found
+        network = load(source)
+    if args.output:
+        output = Path(args.output)
     stop = threading.Event()
     with signals_stop(stop):
         result = train(pipe, network, config, output=output, resume=args.resume,

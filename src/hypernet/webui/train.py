@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import HypernetError
 from ..samplers import DEFAULT_SAMPLER, SAMPLERS
-from ..training.config import (CHECKPOINTING, CLIP_MODES, DEFAULT_TEMPLATE, LATENT_SAMPLING, PRECISIONS,
+from ..training.config import (CHECKPOINTING, CLIP_MODES, LATENT_SAMPLING, PRECISIONS,
                                RESIZE_MODES, PreviewOptions, TrainingConfig)
 from .common import POLL_SECONDS, error_html, note_html, number_list, optional_int, whole_list
 
@@ -53,7 +53,7 @@ def _text(value) -> str | None:
 
 def training_config(service, values: dict) -> TrainingConfig:
     """The form's values as a `TrainingConfig` (empty boxes: the CLI's defaults)."""
-    v = values
+    v, ours = values, TrainingConfig(data=".")
     preview = PreviewOptions(prompt=_text(v["preview_prompt"]), negative_prompt=v["preview_negative"] or "",
                              steps=optional_int(v["preview_steps"], "preview steps") or 20,
                              sampler=v["preview_sampler"] or DEFAULT_SAMPLER, cfg_scale=float(v["preview_cfg"]),
@@ -63,17 +63,17 @@ def training_config(service, values: dict) -> TrainingConfig:
     if not _text(v["data"]):
         raise HypernetError("data folder: give the folder of training images (with .txt captions)")
     return TrainingConfig(
-        data=Path(v["data"].strip()), learning_rate=_text(v["learning_rate"]) or "0.00001",
+        data=Path(v["data"].strip()), learning_rate=_text(v["learning_rate"]) or ours.learning_rate,
         batch_size=optional_int(v["batch_size"], "batch size"),
         gradient_accumulation=optional_int(v["gradient_accumulation"], "gradient accumulation"),
         max_steps=optional_int(v["max_steps"], "max steps"),
         width=optional_int(v["width"], "width") or None, height=optional_int(v["height"], "height") or None,
-        resize=v["resize"], flip=bool(v["flip"]), template=_text(v["template"]) or DEFAULT_TEMPLATE,
+        resize=v["resize"], flip=bool(v["flip"]), template=_text(v["template"]) or ours.template,
         template_dirs=tuple(p.strip() for p in (v["template_dirs"] or "").split(",") if p.strip()),
         filename_word_regex=v["filename_word_regex"] or "", filename_join=v["filename_join"] or " ",
         shuffle_tags=bool(v["shuffle_tags"]), tag_dropout=float(v["tag_dropout"] or 0),
         caption_dropout=float(v["caption_dropout"] or 0), latent_sampling=v["latent_sampling"],
-        clip_grad=v["clip_grad"], clip_value=_text(v["clip_value"]) or "0.1",
+        clip_grad=v["clip_grad"], clip_value=_text(v["clip_value"]) or ours.clip_value,
         use_alpha_weight=bool(v["use_alpha_weight"]), save_every=optional_int(v["save_every"], "save every"),
         preview_every=optional_int(v["preview_every"], "preview every"), preview=preview,
         log_dir=_text(v["log_dir"]) or str(service.paths.training_dir), run_dir=_text(v["run_dir"]),
@@ -144,9 +144,11 @@ def build(service):
     import gradio as gr
 
     from ..network import ACTIVATIONS, DEFAULT_SIZES, WEIGHT_INITS
+    from ..training.defaults import network_options
     from .grid import network_choices
 
     toy = service.checkpoints.default.path is None
+    ours = TrainingConfig(data=".")  # the form opens with hypernet's defaults (docs/training.md, Defaults)
     sizes = "80, 32, 64" if toy else ", ".join(map(str, DEFAULT_SIZES))
     templates = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "data" / "templates").glob("*.txt"))
     c = {}
@@ -160,7 +162,7 @@ def build(service):
             with gr.Row():
                 c["activation"] = gr.Dropdown(sorted(ACTIVATIONS), value="linear", label="Activation function",
                                               elem_id="create_activation")
-                c["weight_init"] = gr.Dropdown(list(WEIGHT_INITS), value="Normal", label="Weight initialization",
+                c["weight_init"] = gr.Dropdown(list(WEIGHT_INITS), value=network_options()["weight_init"], label="Weight initialization",
                                                elem_id="create_weight_init")
                 c["file_format"] = gr.Radio(["pt", "safetensors"], value="pt", label="Format", elem_id="create_format")
                 c["seed"] = gr.Number(-1, label="Seed for the initial weights (-1: random)", precision=0,
@@ -181,15 +183,15 @@ def build(service):
                 c["network"] = gr.Dropdown(choices, value=None, label="Hypernetwork", allow_custom_value=True,
                                            elem_id="train_network")
                 c["data"] = gr.Textbox(label="Dataset directory", elem_id="train_data")
-                c["template"] = gr.Dropdown(templates, value=DEFAULT_TEMPLATE, label="Prompt template",
+                c["template"] = gr.Dropdown(templates, value=ours.template, label="Prompt template",
                                             allow_custom_value=True, elem_id="train_template")
             with gr.Row():
-                c["learning_rate"] = gr.Textbox("0.00001", label="Learning rate (schedule: RATE:STEP, RATE)",
+                c["learning_rate"] = gr.Textbox(ours.learning_rate, label="Learning rate (schedule: RATE:STEP, RATE)",
                                                 elem_id="train_learning_rate")
-                c["batch_size"] = gr.Number(1, label="Batch size", precision=0, elem_id="train_batch_size")
-                c["gradient_accumulation"] = gr.Number(1, label="Gradient accumulation steps", precision=0,
+                c["batch_size"] = gr.Number(ours.batch_size, label="Batch size", precision=0, elem_id="train_batch_size")
+                c["gradient_accumulation"] = gr.Number(ours.gradient_accumulation, label="Gradient accumulation steps", precision=0,
                                                        elem_id="train_gradient_accumulation")
-                c["max_steps"] = gr.Number(100000, label="Max steps", precision=0, elem_id="train_max_steps")
+                c["max_steps"] = gr.Number(ours.max_steps, label="Max steps", precision=0, elem_id="train_max_steps")
             with gr.Row():
                 c["width"] = gr.Number(0, label="Width (0: native)", precision=0, elem_id="train_width")
                 c["height"] = gr.Number(0, label="Height (0: native)", precision=0, elem_id="train_height")
@@ -197,11 +199,11 @@ def build(service):
                 c["latent_sampling"] = gr.Dropdown(list(LATENT_SAMPLING), value="once", label="Latent sampling",
                                                    elem_id="train_latent_sampling")
             with gr.Row():
-                c["save_every"] = gr.Number(500, label="Save a copy every N steps (0: final only)", precision=0,
+                c["save_every"] = gr.Number(ours.save_every, label="Save a copy every N steps (0: final only)", precision=0,
                                             elem_id="train_save_every")
-                c["preview_every"] = gr.Number(500, label="Preview every N steps (0: none)", precision=0,
+                c["preview_every"] = gr.Number(ours.preview_every, label="Preview every N steps (0: none)", precision=0,
                                                elem_id="train_preview_every")
-                c["caption_dropout"] = gr.Slider(0, 0.95, value=0, step=0.05, label="Caption dropout",
+                c["caption_dropout"] = gr.Slider(0, 0.95, value=ours.caption_dropout, step=0.05, label="Caption dropout",
                                                  elem_id="train_caption_dropout")
                 c["seed"] = gr.Number(-1, label="Seed (-1: random)", precision=0, elem_id="train_seed")
             with gr.Accordion("More options", open=False):
@@ -212,9 +214,9 @@ def build(service):
                     c["tag_dropout"] = gr.Slider(0, 0.95, value=0, step=0.05, label="Tag dropout",
                                                  elem_id="train_tag_dropout")
                 with gr.Row():
-                    c["clip_grad"] = gr.Dropdown(list(CLIP_MODES), value="disabled", label="Gradient clipping",
+                    c["clip_grad"] = gr.Dropdown(list(CLIP_MODES), value=ours.clip_grad, label="Gradient clipping",
                                                  elem_id="train_clip_grad")
-                    c["clip_value"] = gr.Textbox("0.1", label="Clip value (schedule)", elem_id="train_clip_value")
+                    c["clip_value"] = gr.Textbox(ours.clip_value, label="Clip value (schedule)", elem_id="train_clip_value")
                     c["filename_word_regex"] = gr.Textbox(label="Filename word regex", elem_id="train_word_regex")
                     c["filename_join"] = gr.Textbox(" ", label="Filename join string", elem_id="train_join")
                 with gr.Row():
