@@ -17,7 +17,7 @@ from .signals import signals_stop
 
 DEFAULT_LIBRARY = "models/hypernetworks"
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
-              StopReason.NON_FINITE_LOSS: 1, StopReason.NON_FINITE_WEIGHTS: 1}
+              StopReason.NON_FINITE_LOSS: 1, StopReason.NON_FINITE_WEIGHTS: 1, StopReason.DIVERGED: 1}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -52,6 +52,9 @@ def register(sub) -> None:
     steps.add_argument("--max-steps", type=int, default=100000)
     steps.add_argument("--clip-grad", choices=CLIP_MODES, default="disabled", help="gradient clipping mode")
     steps.add_argument("--clip-value", default="0.1", metavar="SCHEDULE", help="clip threshold (schedule grammar)")
+    steps.add_argument("--auto-recover", action=argparse.BooleanOptionalAction, default=True,
+                       help="when the loss diverges (or turns non-finite), go back to the last good weights with "
+                            "half the learning rate (at most 4 times); --no-auto-recover only warns")
     steps.add_argument("--seed", type=int, default=None, help="run seed (default: random, or the resumed run's)")
     steps.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast: auto follows the model's dtype; fp32 master weights always")
@@ -131,7 +134,7 @@ def config_from_args(args):
                                seed=args.preview_seed, width=preview_width, height=preview_height),
         log_dir=args.log_dir, run_dir=args.run_dir, csv_every=args.csv_every, seed=args.seed,
         precision=args.precision, gradient_checkpointing=args.gradient_checkpointing,
-        save_optimizer_state=not args.no_optimizer_state, tensorboard=args.tensorboard,
+        save_optimizer_state=not args.no_optimizer_state, tensorboard=args.tensorboard, auto_recover=args.auto_recover,
     )
 
 
