@@ -17,7 +17,7 @@ from .signals import signals_stop
 
 DEFAULT_LIBRARY = "models/hypernetworks"
 EXIT_CODES = {StopReason.FINISHED: 0, StopReason.ALREADY_FINISHED: 0, StopReason.INTERRUPTED: 130,
-              StopReason.NON_FINITE_LOSS: 1, StopReason.NON_FINITE_WEIGHTS: 1}
+              StopReason.NON_FINITE_LOSS: 1, StopReason.NON_FINITE_WEIGHTS: 1, StopReason.DIVERGED: 1}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -57,6 +57,10 @@ def register(sub) -> None:
     steps.add_argument("--max-steps", type=int, default=None, help=f"default {ours.max_steps}")
     steps.add_argument("--clip-grad", choices=CLIP_MODES, default=None, help=f"gradient clipping mode (default {ours.clip_grad})")
     steps.add_argument("--clip-value", default=None, metavar="SCHEDULE", help=f"clip threshold (schedule grammar; default {ours.clip_value})")
+    steps.add_argument("--auto-recover", action=argparse.BooleanOptionalAction, default=None,
+                       help="when the loss diverges (or turns non-finite), go back to the last good weights with "
+                            "half the learning rate (at most 4 times); --no-auto-recover only warns (default: on; "
+                            "off with --webui-defaults)")
     steps.add_argument("--seed", type=int, default=None, help="run seed (default: random, or the resumed run's)")
     steps.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="autocast: auto follows the model's dtype; fp32 master weights always")
@@ -119,7 +123,7 @@ def resolve_network(name: str, hypernet_dir):
 
 # Options whose default depends on --webui-defaults: None on the command line means "the preset's".
 PRESET_OPTIONS = ("learning_rate", "batch_size", "gradient_accumulation", "max_steps", "clip_grad", "clip_value",
-                  "template", "caption_dropout", "save_every", "preview_every")
+                  "template", "caption_dropout", "save_every", "preview_every", "auto_recover")
 
 
 def find_network(name: str, hypernet_dir):

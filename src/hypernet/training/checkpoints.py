@@ -41,22 +41,23 @@ def state_path(path) -> Path:
     return path.with_name(path.name + STATE_SUFFIX)
 
 
-def _cpu_copy(value):
+def cpu_copy(value):
+    """A copy of a (nested) state dict with every tensor on the CPU, shared with nothing."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return {key: _cpu_copy(item) for key, item in value.items()}
+        return {key: cpu_copy(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_cpu_copy(item) for item in value]
+        return [cpu_copy(item) for item in value]
     if isinstance(value, tuple):
-        return tuple(_cpu_copy(item) for item in value)
+        return tuple(cpu_copy(item) for item in value)
     return value
 
 
 def portable(optimizer_state: dict) -> dict:
     """A CPU copy of an optimizer state without the kernel choice (`fused`, `foreach`), so
     the side-car loads into a plain `torch.optim.AdamW` anywhere (the webui included)."""
-    state = _cpu_copy(optimizer_state)
+    state = cpu_copy(optimizer_state)
     state["param_groups"] = [{k: v for k, v in group.items() if k not in ("fused", "foreach")}
                              for group in state["param_groups"]]
     return state

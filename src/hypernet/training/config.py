@@ -72,6 +72,7 @@ class TrainingConfig:
     save_optimizer_state: bool = True
     tensorboard: bool = False
     nonfinite_patience: int = 5  # consecutive non-finite losses before training stops
+    auto_recover: bool = True  # a diverging run goes back to its last good weights, learning rate halved
     text_cache_size: int = 4096  # encodings kept when prompts vary (shuffle/dropout)
     clip_skip: int = 1  # the webui's CLIP_stop_at_last_layers, as `Generator(clip_skip=)` takes it
     embeddings_dir: Path | str | None = None  # textual-inversion embeddings named in captions
@@ -115,6 +116,8 @@ class TrainingConfig:
             problems.append(f"tag_dropout must be in [0, 1) (got {self.tag_dropout!r})")
         if not 0 <= self.caption_dropout < 1:
             problems.append(f"caption_dropout must be in [0, 1) (got {self.caption_dropout!r})")
+        if not isinstance(self.auto_recover, bool):
+            problems.append(f"auto_recover must be True or False (got {self.auto_recover!r})")
         if self.seed is not None and not isinstance(self.seed, int):
             problems.append(f"seed must be a whole number (got {self.seed!r})")
         preview = self.preview

@@ -19,6 +19,7 @@ class StopReason(str, enum.Enum):
     INTERRUPTED = "interrupted"
     NON_FINITE_LOSS = "non-finite loss"
     NON_FINITE_WEIGHTS = "non-finite weights"  # stopped unsaved: such weights are never written
+    DIVERGED = "diverged"  # diverged again after every recovery: the last good weights are saved
     ALREADY_FINISHED = "already finished"
 
     def __str__(self) -> str:
@@ -43,6 +44,17 @@ class StepInfo:
 
 
 @dataclass
+class Recovery:
+    """A run going back to its last good weights (`auto_recover`), as `recoveries.csv` says."""
+
+    step: int  # the step at which the run was found diverging
+    back_to_step: int
+    reason: str
+    learning_rate_factor: float  # on the schedule from then on
+    learning_rate: float  # the rate right after going back
+
+
+@dataclass
 class TrainingResult:
     network: Hypernetwork
     start_step: int
@@ -58,6 +70,7 @@ class TrainingResult:
     skipped_steps: int = 0
     seconds: float = 0.0
     resumed_exactly: bool | None = None  # None: not a resume
+    recoveries: list[Recovery] = field(default_factory=list)
 
     @property
     def last_loss(self) -> float | None:
@@ -69,6 +82,10 @@ def describe_result(result: TrainingResult) -> str:
     lines = [f"{result.stop_reason}: step {result.start_step} -> {result.steps_done} in {result.seconds:.1f} s"]
     if result.last_loss is not None and math.isfinite(result.last_loss):
         lines.append(f"last loss {result.last_loss:.7f}")
+    if result.recoveries:
+        last = result.recoveries[-1]
+        lines.append(f"went back to earlier weights {len(result.recoveries)} time{'s' if len(result.recoveries) > 1 else ''}"
+                     f" (learning rate {last.learning_rate_factor:g}x the schedule)")
     if result.output:
         lines.append(f"saved {result.output}")
     if result.run_dir:

@@ -35,25 +35,35 @@ class LossLog:
         self.every = every
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.history: list[tuple[int, float]] = []
-        if self.path is None:
-            return
-        kept = []
+        if self.path is not None:
+            self.history = self._keep_until(start_step)
+
+    def _keep_until(self, step: int) -> list[tuple[int, float]]:
+        """Rewrite the file with only its rows up to `step`; returns them."""
+        kept, history = [], []
         if self.path.exists():
             with open(self.path, newline="", encoding="utf-8") as stream:
                 for row in csv.DictReader(stream):
                     try:
-                        step, loss = int(row["step"]), float(row["loss"])
+                        row_step, loss = int(row["step"]), float(row["loss"])
                     except (KeyError, TypeError, ValueError):
                         continue
-                    if step <= start_step:
+                    if row_step <= step:
                         kept.append(row)
-                        self.history.append((step, loss))
+                        history.append((row_step, loss))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(kept)
         with atomic_path(self.path) as temporary:
             temporary.write_text(buffer.getvalue(), encoding="utf-8")
+        return history
+
+    def rewind(self, step: int) -> None:
+        """Forget the rows after `step`: a run that went back to earlier weights."""
+        self.history = [(s, loss) for s, loss in self.history if s <= step]
+        if self.path is not None:
+            self._keep_until(step)
 
     def add(self, step: int, loss: float, learning_rate: float) -> None:
         self.history.append((step, loss))

@@ -58,6 +58,7 @@ class RunSaving:
             "run_dir": str(self.plan.run_dir.resolve()),
             "name": self.plan.name,
             "saved": datetime.datetime.now().isoformat(timespec="seconds"),
+            **self.recovery_state(),
         }
 
     def stamp(self) -> None:
@@ -113,7 +114,7 @@ class RunSaving:
         last, step = ((self.result.checkpoints[-1], max(self.saved_steps)) if self.result.checkpoints
                       else (plan.resume.path, plan.start_step) if plan.resume
                       else (plan.output, plan.start_step) if plan.output is not None and plan.output.exists() else (None, 0))
-        rate = plan.learning_rate.rate_at(max(self.step - 1, 0))
+        rate = plan.learning_rate.rate_at(max(self.step - 1, 0)) * getattr(self, "rate_factor", 1.0)
         self.say(f"training stopped at step {self.step}: the network's weights are no longer finite numbers (lower the "
                  f"learning rate, now {rate:g}, or enable gradient clipping); they are not saved"
                  + (f", {plan.output} is left as it was" if plan.output is not None else "")

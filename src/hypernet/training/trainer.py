@@ -11,8 +11,11 @@
    Checkpoints are atomic and resumable exactly; `stop()` returning True (the CLI's
    first Ctrl-C) ends the run after the current step and saves; a KeyboardInterrupt
    saves too unless it lands inside a weight update; a non-finite loss skips its step
-   and keeps the last good weights; non-finite weights stop the run unsaved. Signals are
-   the caller's: the library installs no handler.
+   and keeps the last good weights; non-finite weights stop the run unsaved. A diverging
+   run (`recovery`: a drifting loss, a jump of the weights, non-finite weights, non-finite
+   losses `nonfinite_patience` times in a row) goes back to its last good weights with
+   half the learning rate, unless `auto_recover` is off. Signals are the caller's: the
+   library installs no handler.
 
 Where the run goes and what it continues is the plan's (`run_folder`): a killed run is
 continued by the same command run again, and no run overwrites another's files.
@@ -37,6 +40,7 @@ from . import checkpoints, dataset as data, loss as loss_module, prompts, random
 from .borrowing import borrowed
 from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
+from .recovery import STOP, WENT_BACK, RecoveringRun
 from .results import StepInfo, StopReason, TrainingResult, describe_result
 from .saving import RunSaving, complete_final_save
 from .step import IMPLEMENTATION_KEYS, OptimizerStep, _optimizer_class, make_optimizer, together
@@ -57,7 +61,7 @@ def _default_log(message: str) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 
-class _Run(OptimizerStep, RunSaving):
+class _Run(OptimizerStep, RunSaving, RecoveringRun):
     """One training run's working state; lives for one `train()` call."""
 
     def __init__(self, pipe, plan: Plan, model, accelerator, progress: bool, log, on_step,
@@ -175,11 +179,12 @@ class _Run(OptimizerStep, RunSaving):
             pipe.unet.disable_gradient_checkpointing()
 
         self.shared = sharing.SharedContextNetwork(network) if sharing.can_share(network, plan.checkpointing == "on") else None
-        bar = None
+        self.begin_watch()
+        bar = self.bar = None
         if self.main:
             from tqdm import tqdm
 
-            bar = tqdm(total=plan.end_step, initial=self.step, desc=f"Training {plan.name}", unit="step",
+            bar = self.bar = tqdm(total=plan.end_step, initial=self.step, desc=f"Training {plan.name}", unit="step",
                        disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
         bad_in_row = 0
         self.updating = False
@@ -188,7 +193,7 @@ class _Run(OptimizerStep, RunSaving):
                 while self.step < plan.end_step and self.result.stop_reason != StopReason.NON_FINITE_WEIGHTS \
                         and not self.stop_agreed():
                     kill_point(f"step:{self.step}")
-                    learning_rate = plan.learning_rate.rate_at(self.step)
+                    learning_rate = self.current_rate()
                     for group in self.optimizer.param_groups:
                         group["lr"] = learning_rate
                     outcome, loss_value, texts, epoch = self.step_with_memory_fallback()
@@ -200,10 +205,17 @@ class _Run(OptimizerStep, RunSaving):
                             continue
                         bad_in_row += 1
                         if not checkpoints.finite(network):  # the last update diverged: nothing left to keep
+                            if self.recover(self.step, "the weights are no longer finite numbers"):
+                                bad_in_row = 0
+                                continue
                             self.refuse_non_finite()
                             break
                         self.report_non_finite(outcome, learning_rate)
                         if bad_in_row >= config.nonfinite_patience:
+                            if self.recover(self.step + 1, f"{bad_in_row} steps in a row had a non-finite "
+                                                           f"{outcome.split()[-1]}"):
+                                bad_in_row = 0
+                                continue
                             self.result.stop_reason = StopReason.NON_FINITE_LOSS
                             self.say(f"training stopped: {bad_in_row} steps in a row had a non-finite {outcome.split()[-1]}; "
                                      f"the weights of step {self.step} (the last good ones) are saved. Lower the learning "
@@ -216,7 +228,11 @@ class _Run(OptimizerStep, RunSaving):
                     network.metadata.step = self.step
                     self.updating = False
                     self.last_prompts = texts
-                    self.after_step(loss_value, learning_rate, epoch, bar)
+                    verdict = self.watch_step(loss_value)
+                    if verdict == STOP:
+                        break
+                    if verdict != WENT_BACK:
+                        self.after_step(loss_value, learning_rate, epoch, bar)
         except KeyboardInterrupt:
             self.result.stop_reason = StopReason.INTERRUPTED
             if self.updating:
