@@ -41,27 +41,28 @@ class PreviewOptions:
 @dataclass
 class TrainingConfig:
     data: Path | str  # folder of images (+ .txt captions), not searched recursively
-    learning_rate: str = "0.00001"  # schedule string, §7.2
-    batch_size: int = 1
+    # hypernet's defaults, measured against the webui's (training.defaults, docs/training.md "Defaults")
+    learning_rate: str = "3e-3:300, 1e-3:700, 3e-4:1000"  # schedule string, §7.2 (webui: 0.00001)
+    batch_size: int = 4  # webui: 1
     gradient_accumulation: int = 1
-    max_steps: int = 100000
+    max_steps: int = 1000  # webui: 100000
     width: int | None = None  # None: the model's native size
     height: int | None = None
     resize: str = "stretch"  # stretch to width x height (webui) | keep (webui "do not resize") | bucket
     flip: bool = False  # random horizontal flip (the webui never flips)
-    template: str = DEFAULT_TEMPLATE  # file name in template_dirs or the shipped set, or a path
+    template: str = "hypernetwork.txt"  # file name in template_dirs or the shipped set, or a path (webui: style_filewords.txt)
     template_dirs: tuple = ()
     filename_word_regex: str = ""
     filename_join: str = " "
     shuffle_tags: bool = False
     tag_dropout: float = 0.0
-    caption_dropout: float = 0.0  # share of examples trained on the empty (unconditional) prompt
+    caption_dropout: float = 0.4  # share of examples trained on the empty (unconditional) prompt (webui: none)
     latent_sampling: str = "once"
     clip_grad: str = "disabled"
     clip_value: str = "0.1"  # schedule string, same grammar as the learning rate
     use_alpha_weight: bool = False  # PNG alpha channel as loss weight
-    save_every: int = 500  # 0: only the final save
-    preview_every: int = 500  # 0: no previews
+    save_every: int = 250  # 0: only the final save (webui: 500)
+    preview_every: int = 250  # 0: no previews (webui: 500)
     preview: PreviewOptions = field(default_factory=PreviewOptions)
     log_dir: Path | str = "training"
     run_dir: Path | str | None = None  # None: <log_dir>/<YYYY-MM-DD>/<name>

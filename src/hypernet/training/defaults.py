@@ -8,7 +8,7 @@ are its Train and Create tabs as they open.
 
 from __future__ import annotations
 
-from .config import TrainingConfig
+from .config import DEFAULT_TEMPLATE, TrainingConfig
 
 WEBUI_TEMPLATE = "hypernetwork.txt"
 WEBUI_TRAINING = {
@@ -16,7 +16,7 @@ WEBUI_TRAINING = {
     "batch_size": 1,
     "gradient_accumulation": 1,
     "max_steps": 100000,
-    "template": "style_filewords.txt",
+    "template": DEFAULT_TEMPLATE,
     "caption_dropout": 0.0,
     "clip_grad": "disabled",
     "clip_value": "0.1",
