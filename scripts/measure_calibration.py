@@ -3,11 +3,14 @@ touched) and judges them on the embedded model before and after (the numbers in
 docs/generation.md, "Calibrated multipliers"): style progress at 0 / 0.25 / 0.5 / 0.75 / 1
 by `hypernet.toy.evaluate.style_measurements` (20 prompts, 20 DDIM steps, guidance 5).
 
-Variants of the fit (all judge-free, pixel-space projection proxy):
-  generator  what `hypernet calibrate` does: the project's Generator (its default sampler),
-             8 toy-world prompts (not the judge's: style_prompts seed 1) x 2 seeds, CFG 5
-  pipeline   the same proxy on the toy pipeline as the judge runs it (DDIM, guidance 5),
-             16 other prompts and seeds
+Variants of the fit (all judge-free: a projection onto the full network's change):
+  generator           what `hypernet calibrate` does: the project's Generator (its default
+                      sampler), 8 toy-world prompts (not the judge's: style_prompts seed 1)
+                      x 2 seeds, CFG 5, pixel proxy
+  generator-features  the same with `--proxy features` (colour and texture statistics)
+  pipeline            the pixel proxy on the toy pipeline as the judge runs it (DDIM,
+                      guidance 5), 16 other prompts and seeds
+  pipeline-features   the same pictures, the texture-statistics proxy
 """
 
 import argparse
@@ -29,18 +32,21 @@ def judged(pipeline, toy_judge, network, style, count):
 
 
 def fit(variant, pipeline, network, prompts, seeds):
-    if variant == "generator":
+    proxy = "features" if variant.endswith("-features") else "pixels"
+    if variant.startswith("generator"):
         with Generator(pipeline) as generator:
-            return calibrate_network(generator, network, prompts, seeds=seeds, steps=20, cfg=5.0, progress=False)
+            return calibrate_network(generator, network, prompts, seeds=seeds, steps=20, cfg=5.0, progress=False,
+                                     proxy=proxy)
     pairs = evaluate.style_prompts(len(prompts) * seeds, seed=1)
     texts, seed_list = [p for p, _ in pairs], [555 + i for i in range(len(pairs))]
 
     def measure(multiplier):
         with attention.activate(pipeline.unet, [(network, multiplier)]):
-            return evaluate.generate(pipeline, texts, seed_list, evaluate.DEFAULT_STEPS, evaluate.DEFAULT_GUIDANCE_SCALE)
+            pictures = evaluate.generate(pipeline, texts, seed_list, evaluate.DEFAULT_STEPS, evaluate.DEFAULT_GUIDANCE_SCALE)
+        return ((pictures + 1) / 2).permute(0, 2, 3, 1)  # (N, H, W, 3) in [0, 1], as calibrate_network measures
 
     with uncalibrated(network):
-        calibration = fit_calibration(measure)
+        calibration = fit_calibration(measure, proxy=proxy)
         network.metadata.multiplier_calibration = calibration.curve
     return calibration
 
@@ -48,16 +54,18 @@ def fit(variant, pipeline, network, prompts, seeds):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("styles", nargs="*", default=list(world.STYLES))
-    parser.add_argument("--variants", default="generator,pipeline")
+    parser.add_argument("--variants", default="generator,generator-features,pipeline,pipeline-features")
     parser.add_argument("--count", type=int, default=20, help="pictures the judge measures")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--no-before", dest="before", action="store_false", help="skip judging the uncalibrated network")
     args = parser.parse_args(argv)
     pipeline, toy_judge = model.load_toy_pipeline(), judge.load_judge()
     for style in args.styles:
         network = formats.load(PACKAGED_LIBRARY / f"{style}.pt")
-        before, identical = judged(pipeline, toy_judge, network, style, args.count)
-        print(json.dumps({"style": style, "variant": "none", "judged": before, "zero_identical": identical}), flush=True)
+        if args.before:
+            before, identical = judged(pipeline, toy_judge, network, style, args.count)
+            print(json.dumps({"style": style, "variant": "none", "judged": before, "zero_identical": identical}), flush=True)
         prompts = [p for p, _ in evaluate.style_prompts(args.prompts, seed=1)]
         for variant in args.variants.split(","):
             started = time.monotonic()

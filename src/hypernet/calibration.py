@@ -51,12 +51,12 @@ class Calibration:
 
     def table(self) -> str:
         """The proxy before (per internal multiplier) and the user → internal table."""
-        lines = ["internal multiplier -> progress (pixel proxy, before)"]
+        lines = ["internal multiplier -> progress (proxy, before)"]
         lines += [f"  {m:4.2f}  {self.measured[m]:6.3f}" for m in sorted(self.measured)]
         lines.append("user multiplier -> internal multiplier")
         lines += [f"  {u:4.2f}  {i:6.4f}" for u, i in self.curve]
         if self.after:
-            lines.append("user multiplier -> progress (pixel proxy, after)")
+            lines.append("user multiplier -> progress (proxy, after)")
             lines += [f"  {u:4.2f}  {p:6.3f}" for u, p in sorted(self.after.items())]
         return "\n".join(lines)
 
@@ -71,6 +71,27 @@ def projection_progress(pictures: torch.Tensor, base: torch.Tensor, full: torch.
         raise HypernetError("the network changes none of the pictures at multiplier 1: nothing to calibrate")
     moved = pictures.reshape(pictures.shape[0], -1).float() - base
     return float((moved * direction).sum(dim=1).mean()) / scale
+
+
+def texture_features(pictures: torch.Tensor) -> torch.Tensor:
+    """Per picture (rows of (N, H, W, 3) in [0, 1]), colour and texture statistics: each
+    channel's mean and spread, saturation, and brightness differences along rows and
+    along columns at lags 1 to 4. A style is often a texture (ripples, outlines) that
+    barely moves the pixels' average; these numbers see it. Judge-free, model-agnostic."""
+    pictures = pictures.float()
+    brightness = pictures.mean(dim=-1)
+    features = [pictures.mean(dim=(1, 2)), pictures.std(dim=(1, 2)),
+                (pictures.amax(dim=-1) - pictures.amin(dim=-1)).mean(dim=(1, 2))[:, None]]
+    for lag in (1, 2, 3, 4):
+        features.append((brightness[:, lag:, :] - brightness[:, :-lag, :]).abs().mean(dim=(1, 2))[:, None])
+        features.append((brightness[:, :, lag:] - brightness[:, :, :-lag]).abs().mean(dim=(1, 2))[:, None])
+    return torch.cat(features, dim=1)
+
+
+PROXIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "pixels": lambda pictures: pictures.float(),
+    "features": texture_features,
+}
 
 
 def make_monotone(progress: dict[float, float]) -> dict[float, float]:
@@ -105,20 +126,25 @@ def invert(monotone: dict[float, float], user_step: float = USER_STEP, decimals:
 
 
 def fit_calibration(measure: Callable[[float], torch.Tensor], grid: Sequence[float] = GRID,
-                    user_step: float = USER_STEP, check: Sequence[float] = CHECK_MULTIPLIERS) -> Calibration:
+                    user_step: float = USER_STEP, check: Sequence[float] = CHECK_MULTIPLIERS,
+                    proxy: str = "pixels") -> Calibration:
     """Fit a curve from `measure(internal multiplier)`: the pictures (one tensor, a row
     per picture, same prompts and seeds every call) with the network at that internal
     multiplier. `grid` must start at 0 and end at 1; `check` user multipliers are
-    re-measured through the fitted curve (the `after` table)."""
+    re-measured through the fitted curve (the `after` table). `proxy` names what is
+    projected: "pixels", or "features" (`texture_features`, for (N, H, W, 3) pictures)."""
+    if proxy not in PROXIES:
+        raise HypernetError(f"unknown progress proxy {proxy!r}; valid names: {', '.join(PROXIES)}")
+    project = PROXIES[proxy]
     grid = sorted(float(m) for m in grid)
     if len(grid) < 2 or grid[0] != 0.0 or grid[-1] != 1.0:
         raise HypernetError(f"the measuring grid must run from 0 to 1, not {grid}")
-    pictures = {m: measure(m) for m in grid}
+    pictures = {m: project(measure(m)) for m in grid}
     base, full = pictures[0.0], pictures[1.0]
     measured = {m: projection_progress(pictures[m], base, full) for m in grid}
     monotone = make_monotone(measured)
     curve = invert(monotone, user_step)
-    after = {float(u): projection_progress(measure(effective_multiplier(curve, u)), base, full) for u in check}
+    after = {float(u): projection_progress(project(measure(effective_multiplier(curve, u))), base, full) for u in check}
     return Calibration(curve, measured, monotone, after)
 
 
@@ -139,7 +165,7 @@ def calibrate_network(generator, network: Hypernetwork, prompts: Sequence[str] =
                       seeds: int = 2, steps: int = 20, cfg: float = 7.0, size: tuple[int, int] | None = None,
                       progress: bool | Callable[[int], None] = True, grid: Sequence[float] = GRID,
                       user_step: float = USER_STEP, check: Sequence[float] = CHECK_MULTIPLIERS,
-                      negative_prompt: str = "", sampler: str | None = None) -> Calibration:
+                      negative_prompt: str = "", sampler: str | None = None, proxy: str = "pixels") -> Calibration:
     """Fit `network`'s calibration curve on `generator` (a `Generator`, or a pipeline one
     is made for) and set it on the network (`network.metadata.multiplier_calibration`;
     saving is the caller's: `hypernet.formats.write_calibration` or `hypernet.save`).
@@ -177,7 +203,7 @@ def calibrate_network(generator, network: Hypernetwork, prompts: Sequence[str] =
 
     try:
         with uncalibrated(network):
-            calibration = fit_calibration(measure, grid, user_step, check)
+            calibration = fit_calibration(measure, grid, user_step, check, proxy)
             network.metadata.multiplier_calibration = calibration.curve
     finally:
         if owned:

@@ -83,6 +83,17 @@ def test_noise_and_overshoot_are_made_monotone_and_the_curve_strictly_increasing
     assert invert({0.0: 0.0, 0.5: 1.0, 1.0: 1.0}, user_step=0.5) == ((0.0, 0.0), (0.5, 0.25), (1.0, 1.0))
 
 
+def test_the_texture_proxy_sees_a_texture_the_pixel_average_hides():
+    base = torch.full((2, 16, 16, 3), 0.5)
+    stripes = base.clone()
+    stripes[:, ::2] += 0.2
+    stripes[:, 1::2] -= 0.2  # the same mean, a texture
+    calibration = fit_calibration(lambda m: base + (m ** 3) * (stripes - base), proxy="features")
+    assert dict(calibration.curve)[0.5] == pytest.approx(0.5 ** (1 / 3), abs=0.03)
+    with pytest.raises(hypernet.HypernetError, match="proxy"):
+        fit_calibration(lambda m: base, proxy="judge")
+
+
 def test_a_network_that_changes_nothing_cannot_be_calibrated():
     with pytest.raises(hypernet.HypernetError, match="nothing to calibrate"):
         projection_progress(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3))

@@ -38,6 +38,8 @@ def register(sub) -> None:
     parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
     parser.add_argument("--grid", type=number_list, default=None, metavar="M,M,...",
                         help="internal multipliers measured, from 0 to 1 (default 0,0.1,...,1)")
+    parser.add_argument("--proxy", choices=["pixels", "features"], default="pixels",
+                        help="what progress is measured on: the pixels, or colour and texture statistics (default pixels)")
     parser.add_argument("--remove", action="store_true", help="delete the file's curve (no generation)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
@@ -90,7 +92,8 @@ def run(args) -> int:
                              default_model=toy_model_loader())
     with Generator(pipe) as generator:
         calibration = calibrate_network(generator, network, prompts, seeds=args.seeds, steps=args.steps, cfg=cfg,
-                                        size=args.size, progress=not args.quiet, grid=grid, sampler=args.sampler)
+                                        size=args.size, progress=not args.quiet, grid=grid, sampler=args.sampler,
+                                        proxy=args.proxy)
     written = write_calibration(source, calibration.curve, output)
     print(calibration.table())
     print(f"wrote the calibration curve ({len(calibration.curve)} points) to {written}")
