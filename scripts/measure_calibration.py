@@ -4,13 +4,13 @@ docs/generation.md, "Calibrated multipliers"): style progress at 0 / 0.25 / 0.5 
 by `hypernet.toy.evaluate.style_measurements` (20 prompts, 20 DDIM steps, guidance 5).
 
 Variants of the fit (all judge-free: a projection onto the full network's change):
-  generator           what `hypernet calibrate` does: the project's Generator (its default
-                      sampler), 8 toy-world prompts (not the judge's: style_prompts seed 1)
-                      x 2 seeds, CFG 5, pixel proxy
-  generator-features  the same with `--proxy features` (colour and texture statistics)
-  pipeline            the pixel proxy on the toy pipeline as the judge runs it (DDIM,
-                      guidance 5), 16 other prompts and seeds
-  pipeline-features   the same pictures, the texture-statistics proxy
+  generator         what `hypernet calibrate` does on the toy model: the project's
+                    Generator, DDIM, CFG 5, 8 toy-world prompts (not the judge's:
+                    style_prompts seed 1) x 2 seeds, the texture-statistics proxy
+  generator-pixels  the same with `--proxy pixels`
+  pipeline          the toy pipeline as the judge runs it (DDIM, guidance 5), 16 other
+                    prompts and seeds, the texture-statistics proxy
+  pipeline-pixels   the same pictures, the pixel proxy
 """
 
 import argparse
@@ -32,11 +32,11 @@ def judged(pipeline, toy_judge, network, style, count):
 
 
 def fit(variant, pipeline, network, prompts, seeds):
-    proxy = "features" if variant.endswith("-features") else "pixels"
+    proxy = "pixels" if variant.endswith("-pixels") else "features"
     if variant.startswith("generator"):
         with Generator(pipeline) as generator:
             return calibrate_network(generator, network, prompts, seeds=seeds, steps=20, cfg=5.0, progress=False,
-                                     proxy=proxy)
+                                     proxy=proxy, sampler="DDIM")
     pairs = evaluate.style_prompts(len(prompts) * seeds, seed=1)
     texts, seed_list = [p for p, _ in pairs], [555 + i for i in range(len(pairs))]
 
@@ -54,7 +54,7 @@ def fit(variant, pipeline, network, prompts, seeds):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("styles", nargs="*", default=list(world.STYLES))
-    parser.add_argument("--variants", default="generator,generator-features,pipeline,pipeline-features")
+    parser.add_argument("--variants", default="generator,pipeline-pixels")
     parser.add_argument("--count", type=int, default=20, help="pictures the judge measures")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)

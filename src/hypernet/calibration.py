@@ -88,10 +88,23 @@ def texture_features(pictures: torch.Tensor) -> torch.Tensor:
     return torch.cat(features, dim=1)
 
 
-PROXIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "pixels": lambda pictures: pictures.float(),
-    "features": texture_features,
-}
+PROXIES = ("features", "pixels")
+
+
+def projector(proxy: str, base: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What a picture set is turned into before the projection. "pixels": the pictures.
+    "features": `texture_features` in units of their spread over the base pictures (a
+    colour that varies a lot from prompt to prompt weighs less than a texture that never
+    does), averaged over the set (a style is a property of the set, as a judge's mean
+    score is): one row."""
+    if proxy == "pixels":
+        return lambda pictures: pictures.float()
+    if proxy != "features":
+        raise HypernetError(f"unknown progress proxy {proxy!r}; valid names: {', '.join(PROXIES)}")
+    features = texture_features(base)
+    spread = features.std(dim=0) if features.shape[0] > 1 else torch.ones(features.shape[1])
+    scale = spread.nan_to_num(1.0).clamp(min=1e-3)
+    return lambda pictures: (texture_features(pictures) / scale).mean(dim=0, keepdim=True)
 
 
 def make_monotone(progress: dict[float, float]) -> dict[float, float]:
@@ -127,20 +140,21 @@ def invert(monotone: dict[float, float], user_step: float = USER_STEP, decimals:
 
 def fit_calibration(measure: Callable[[float], torch.Tensor], grid: Sequence[float] = GRID,
                     user_step: float = USER_STEP, check: Sequence[float] = CHECK_MULTIPLIERS,
-                    proxy: str = "pixels") -> Calibration:
+                    proxy: str = "features") -> Calibration:
     """Fit a curve from `measure(internal multiplier)`: the pictures (one tensor, a row
     per picture, same prompts and seeds every call) with the network at that internal
     multiplier. `grid` must start at 0 and end at 1; `check` user multipliers are
     re-measured through the fitted curve (the `after` table). `proxy` names what is
-    projected: "pixels", or "features" (`texture_features`, for (N, H, W, 3) pictures)."""
+    projected (`projector`): "features" ((N, H, W, 3) pictures in [0, 1]) or "pixels"."""
     if proxy not in PROXIES:
         raise HypernetError(f"unknown progress proxy {proxy!r}; valid names: {', '.join(PROXIES)}")
-    project = PROXIES[proxy]
     grid = sorted(float(m) for m in grid)
     if len(grid) < 2 or grid[0] != 0.0 or grid[-1] != 1.0:
         raise HypernetError(f"the measuring grid must run from 0 to 1, not {grid}")
-    pictures = {m: project(measure(m)) for m in grid}
-    base, full = pictures[0.0], pictures[1.0]
+    base = measure(grid[0])
+    project = projector(proxy, base)
+    pictures = {m: project(base if m == grid[0] else measure(m)) for m in grid}
+    base, full = pictures[0.0], pictures[1.0]  # projected
     measured = {m: projection_progress(pictures[m], base, full) for m in grid}
     monotone = make_monotone(measured)
     curve = invert(monotone, user_step)
@@ -165,7 +179,7 @@ def calibrate_network(generator, network: Hypernetwork, prompts: Sequence[str] =
                       seeds: int = 2, steps: int = 20, cfg: float = 7.0, size: tuple[int, int] | None = None,
                       progress: bool | Callable[[int], None] = True, grid: Sequence[float] = GRID,
                       user_step: float = USER_STEP, check: Sequence[float] = CHECK_MULTIPLIERS,
-                      negative_prompt: str = "", sampler: str | None = None, proxy: str = "pixels") -> Calibration:
+                      negative_prompt: str = "", sampler: str | None = None, proxy: str = "features") -> Calibration:
     """Fit `network`'s calibration curve on `generator` (a `Generator`, or a pipeline one
     is made for) and set it on the network (`network.metadata.multiplier_calibration`;
     saving is the caller's: `hypernet.formats.write_calibration` or `hypernet.save`).

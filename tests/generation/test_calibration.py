@@ -58,7 +58,7 @@ def synthetic(progress_of):
 
 
 def test_a_cliff_is_inverted():
-    calibration = fit_calibration(synthetic(lambda m: m ** 4))
+    calibration = fit_calibration(synthetic(lambda m: m ** 4), proxy="pixels")
     curve = dict(calibration.curve)
     assert curve[0.5] == pytest.approx(0.84, abs=0.01)
     assert calibration.curve[0] == (0.0, 0.0) and calibration.curve[-1] == (1.0, 1.0)
@@ -68,14 +68,14 @@ def test_a_cliff_is_inverted():
 
 
 def test_the_identity_gives_the_identity_curve():
-    calibration = fit_calibration(synthetic(lambda m: m))
+    calibration = fit_calibration(synthetic(lambda m: m), proxy="pixels")
     assert all(internal == pytest.approx(user, abs=1e-4) for user, internal in calibration.curve)
     assert len(calibration.curve) == 21
 
 
 def test_noise_and_overshoot_are_made_monotone_and_the_curve_strictly_increasing():
     noise = {0.1: 0.05, 0.2: -0.02, 0.3: 0.2, 0.4: 0.15, 0.5: 0.5, 0.6: 0.45, 0.7: 1.1, 0.8: 0.9, 0.9: 1.2}
-    calibration = fit_calibration(synthetic(lambda m: noise.get(round(m, 1), m)))
+    calibration = fit_calibration(synthetic(lambda m: noise.get(round(m, 1), m)), proxy="pixels")
     monotone = [calibration.monotone[m] for m in sorted(calibration.monotone)]
     assert monotone == sorted(monotone) and 0 <= min(monotone) and max(monotone) == 1
     check_calibration(calibration.curve)  # strictly increasing, (0, 0) to (1, 1)
@@ -90,6 +90,8 @@ def test_the_texture_proxy_sees_a_texture_the_pixel_average_hides():
     stripes[:, 1::2] -= 0.2  # the same mean, a texture
     calibration = fit_calibration(lambda m: base + (m ** 3) * (stripes - base), proxy="features")
     assert dict(calibration.curve)[0.5] == pytest.approx(0.5 ** (1 / 3), abs=0.03)
+    pixels = fit_calibration(lambda m: base + (m ** 3) * (stripes - base), proxy="pixels")
+    assert dict(pixels.curve)[0.5] == pytest.approx(0.5 ** (1 / 3), abs=0.03)
     with pytest.raises(hypernet.HypernetError, match="proxy"):
         fit_calibration(lambda m: base, proxy="judge")
 

@@ -15,7 +15,7 @@ from ..errors import HypernetError
 from .generate import DEFAULT_LIBRARY, size
 from .options import number_list
 
-TOY_CFG = 5.0  # the guidance the toy model's judge measures styles at
+TOY_CFG, TOY_SAMPLER = 5.0, "DDIM"  # how the toy model's judge generates when it measures styles
 DEFAULT_CFG = 7.0
 
 
@@ -34,12 +34,12 @@ def register(sub) -> None:
     parser.add_argument("--seeds", type=int, default=2, metavar="N", help="seeds per prompt: 0 .. N-1 (default 2)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=None, help=f"CFG scale (default {DEFAULT_CFG:g}; {TOY_CFG:g} on the toy model)")
-    parser.add_argument("--sampler", default=None, help="webui sampler name (default: the generator's)")
+    parser.add_argument("--sampler", default=None, help=f"webui sampler name (default: the generator's; {TOY_SAMPLER} on the toy model)")
     parser.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT (default: the model's native size)")
     parser.add_argument("--grid", type=number_list, default=None, metavar="M,M,...",
                         help="internal multipliers measured, from 0 to 1 (default 0,0.1,...,1)")
-    parser.add_argument("--proxy", choices=["pixels", "features"], default="pixels",
-                        help="what progress is measured on: the pixels, or colour and texture statistics (default pixels)")
+    parser.add_argument("--proxy", choices=["features", "pixels"], default="features",
+                        help="what progress is measured on: colour and texture statistics (default), or the pixels")
     parser.add_argument("--remove", action="store_true", help="delete the file's curve (no generation)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(func=run)
@@ -88,11 +88,12 @@ def run(args) -> int:
         raise HypernetError(f"--grid must start at 0 and end at 1, not {','.join(f'{m:g}' for m in grid)}")
     prompts = _prompts(args)
     cfg = args.cfg if args.cfg is not None else (TOY_CFG if args.model is None else DEFAULT_CFG)
+    sampler = args.sampler or (TOY_SAMPLER if args.model is None else None)
     pipe = load_pipeline_for(args.model, family=args.model_family, device=args.device, progress=not args.quiet,
                              default_model=toy_model_loader())
     with Generator(pipe) as generator:
         calibration = calibrate_network(generator, network, prompts, seeds=args.seeds, steps=args.steps, cfg=cfg,
-                                        size=args.size, progress=not args.quiet, grid=grid, sampler=args.sampler,
+                                        size=args.size, progress=not args.quiet, grid=grid, sampler=sampler,
                                         proxy=args.proxy)
     written = write_calibration(source, calibration.curve, output)
     print(calibration.table())
