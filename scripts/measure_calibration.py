@@ -54,7 +54,7 @@ def fit(variant, pipeline, network, prompts, seeds):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("styles", nargs="*", default=list(world.STYLES))
-    parser.add_argument("--variants", default="generator,pipeline-pixels")
+    parser.add_argument("--variants", default="generator,pipeline,pipeline-pixels")
     parser.add_argument("--count", type=int, default=20, help="pictures the judge measures")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=2)
