@@ -113,6 +113,15 @@ def test_the_curve_round_trips_and_a_file_without_one_has_no_key(tmp_path, suffi
     assert plain.metadata.multiplier_calibration is None
 
 
+def test_inspect_shows_the_curve(tmp_path):
+    from hypernet.inspection import format_description, inspect_file
+
+    info = inspect_file(hypernet.save(network(), tmp_path / "n.pt"))
+    assert info["multiplier_calibration"] == [[0.0, 0.0], [0.5, 0.8], [1.0, 1.0]]
+    assert "0.5 -> 0.8" in format_description(info)
+    assert inspect_file(hypernet.save(network(None), tmp_path / "p.pt"))["multiplier_calibration"] is None
+
+
 def test_the_pt_key_is_plain_data_the_webui_accepts(tmp_path):
     path = hypernet.save(network(), tmp_path / "n.pt")
     assert webui_would_refuse(path) == []
