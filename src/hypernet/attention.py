@@ -294,15 +294,13 @@ def uninstall(unet) -> None:
 
 
 def _as_chain(networks: Iterable) -> Chain:
+    """(network, internal multiplier): user multipliers through calibration curves, once."""
     chain = []
     for entry in networks:
-        if isinstance(entry, Hypernetwork):
-            chain.append((entry, entry.multiplier))
-        else:
-            network, multiplier = entry
-            if not isinstance(network, Hypernetwork):
-                raise HypernetError(f"expected a Hypernetwork, got {type(network).__name__}")
-            chain.append((network, float(multiplier)))
+        network, multiplier = (entry, entry.multiplier) if isinstance(entry, Hypernetwork) else entry
+        if not isinstance(network, Hypernetwork):
+            raise HypernetError(f"expected a Hypernetwork, got {type(network).__name__}")
+        chain.append((network, network.effective_multiplier(float(multiplier))))
     return tuple(chain)
 
 
@@ -315,8 +313,7 @@ def _move_to(unet, chain: Chain) -> None:
 
 
 def _suspend_folds(unet, swapped: list, cache: folding.FoldCache) -> None:
-    """Put the original weights back for the inner activation (an outer one's folds,
-    always in an attention module's linears)."""
+    """Put an outer activation's folds (in attention linears) back for the inner one."""
     for module in (linear for attention in cache.attention_modules(unet) for linear in attention.modules()):
         if isinstance(module, torch.nn.Linear):
             for name, parameter in list(module._parameters.items()):
@@ -331,10 +328,15 @@ def activate(unet, networks: Iterable, fold: bool = True, cache: folding.FoldCac
     to `unet` inside the block; the previous chain is restored on exit, even on error.
 
     Affine chains are folded into the attention weights (`hypernet.folding`; `fold=False`
-    runs the MLPs instead); pass a long-lived `cache` to reuse the multiplier-free
-    products between activations. Processors are installed only where a layer needs the
-    MLP path. Yields the processors' `ActiveChain`, or None when none is installed."""
-    new = tuple((n, m) for n, m in _as_chain(networks) if m != 0.0)
+    runs the MLPs instead; a long-lived `cache` reuses the multiplier-free products);
+    processors are installed only where a layer needs the MLP path. Multipliers go through
+    the networks' calibration curves. Yields the `ActiveChain`, or None if none installed."""
+    with _activate(unet, tuple((n, m) for n, m in _as_chain(networks) if m != 0.0), fold, cache) as chain:
+        yield chain
+
+
+@contextlib.contextmanager
+def _activate(unet, new: Chain, fold: bool, cache: folding.FoldCache | None):  # multipliers internal
     _move_to(unet, new)
     cache = cache if cache is not None else folding.FoldCache()
     swapped: list = []
@@ -372,11 +374,11 @@ def activate_rows(unet, row_chains: Iterable[Iterable], fold: bool = True, cache
     chain. A UNet call with another batch size then raises `HypernetError`.
     Yields what `activate` yields when all rows are equal; otherwise the processors'
     `ActiveChain`, its `rows` holding the plan (`networks` empty, `folded` the folded layers)."""
-    chains = [tuple((n, m) for n, m in _as_chain(chain) if m != 0.0) for chain in row_chains]
+    chains = [tuple((n, m) for n, m in _as_chain(chain) if m != 0.0) for chain in row_chains]  # calibrated
     if not chains:
         raise HypernetError("activate_rows got no rows; pass one chain (possibly empty) per row of the UNet batch")
     if all(chain == chains[0] for chain in chains):
-        with activate(unet, chains[0], fold=fold, cache=cache) as chain:
+        with _activate(unet, chains[0], fold, cache) as chain:  # calibrated once, above
             yield chain
         return
     for chain in set(chains):

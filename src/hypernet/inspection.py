@@ -68,6 +68,7 @@ def inspect_file(path) -> dict:
         "optional_info": metadata.optional_info,
         "sha256_short": short_hash(path),
         "optimizer_sidecar": optimizer,
+        "multiplier_calibration": [list(point) for point in metadata.multiplier_calibration or ()] or None,
     }
 
 
@@ -162,6 +163,11 @@ def format_description(info: dict) -> str:
         ("sha256 (short)", info["sha256_short"]),
         ("optimizer state", optimizer_text),
     ]
+    curve = info.get("multiplier_calibration")
+    if curve:
+        at = {user: internal for user, internal in curve}
+        rows.append(("calibrated", "multiplier " + ", ".join(f"{u:g} -> {at[u]:.3g}" for u in (0.25, 0.5, 0.75) if u in at)
+                     + f" ({len(curve)} points; `hypernet calibrate --remove` deletes it)"))
     if info["optional_info"]:
         rows.append(("info", info["optional_info"]))
     return _table(rows)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import HypernetConfigError, listing, short_repr
+from .multipliers import effective_multiplier
 
 DEFAULT_SIZES = (768, 320, 640, 1280)
 # Bounds checked before any module is built, so a file's metadata (or a create form) can
@@ -197,6 +198,9 @@ class Metadata:
     weight_initialization: str = "Normal"
     use_dropout: bool = False
     last_layer_dropout: bool = False
+    # (user multiplier, internal multiplier) points from (0, 0) to (1, 1): what a user's
+    # multiplier means (`effective_multiplier`); `hypernet calibrate` fits it. Not webui.
+    multiplier_calibration: tuple[tuple[float, float], ...] | None = None
     extra: dict = field(default_factory=dict)  # unknown string keys, kept for round trips
 
 
@@ -332,6 +336,12 @@ class Hypernetwork(nn.Module):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def effective_multiplier(self, multiplier: float) -> float:
+        """The multiplier the MLPs run at for a user's `multiplier`, through the file's
+        calibration curve (unchanged without one). Applied once, where a chain enters the
+        UNet (`hypernet.attention`); prompts, infotext and training keep the user's."""
+        return effective_multiplier(self.metadata.multiplier_calibration, multiplier)
+
     # -- forward -----------------------------------------------------------------------
     def forward(self, context: torch.Tensor, multiplier: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(key input, value input) for an attention layer receiving `context`."""
@@ -384,3 +394,4 @@ def apply_chain(networks: Iterable, context: torch.Tensor) -> tuple[torch.Tensor
         key_input = pair[0](key_input, multiplier)
         value_input = pair[1](value_input, multiplier)
     return key_input, value_input
+

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "inspect",
     "convert",
     "export_lora",
+    "calibrate",
     "train",
     "prompt",
     "serve",

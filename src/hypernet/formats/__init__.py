@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import HypernetFileError
 from ..network import Hypernetwork
+from .calibration_key import write_calibration
 from .detect import detect_format
 from .optim import OptimizerState, read_optimizer_state, sidecar_path, write_optimizer_state
 from .safetensors_layout import read_safetensors, write_safetensors
@@ -23,6 +24,7 @@ __all__ = [
     "read_optimizer_state",
     "save",
     "sidecar_path",
+    "write_calibration",
     "write_optimizer_state",
 ]
 

@@ -4,7 +4,8 @@ Tensors: `<size>.k.<state-dict key>` and `<size>.v.<state-dict key>`, e.g.
 `768.k.linear.0.weight`. Header metadata (strings only, as safetensors requires):
 `format` = "hypernet", `format_version` = "1", `sizes` = JSON list in the file's order,
 and every webui metadata key (§1.2) JSON-encoded under its own name, so `null`, numbers
-and lists survive exactly; unknown JSON-able keys go under `extra`.
+and lists survive exactly, as is the package's own `multiplier_calibration` (when set);
+unknown JSON-able keys go under `extra`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from safetensors.torch import save_file
 
 from ..errors import HypernetFileError, short_repr
 from ..fileio import atomic_path
-from .webui import LOAD_DEFAULTS, size_key, metadata_to_dict, module_states
+from .webui import KNOWN_KEYS, size_key, metadata_to_dict, module_states
 
 FORMAT_NAME = "hypernet"
 FORMAT_VERSION = "1"
@@ -40,7 +41,7 @@ def read_safetensors(path) -> tuple[dict[int, tuple[dict, dict]], dict[str, Any]
         )
     metadata: dict[str, Any] = {}
     for key, text in header.items():
-        if key in LOAD_DEFAULTS or key in ("sizes", "extra"):
+        if key in KNOWN_KEYS or key in ("sizes", "extra"):
             try:
                 metadata[key] = json.loads(text)
             except ValueError:  # not JSON, or a number too long to read
@@ -68,7 +69,7 @@ def write_safetensors(network, path) -> None:
     metadata = metadata_to_dict(network)
     extra = {}
     for key in list(metadata):
-        if key not in LOAD_DEFAULTS:
+        if key not in KNOWN_KEYS:
             value = metadata.pop(key)
             try:
                 json.dumps(value)

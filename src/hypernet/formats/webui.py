@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import HypernetConfigError, HypernetFileError, listing, short_repr
+from ..multipliers import CALIBRATION_KEY, check_calibration
 from ..network import Hypernetwork, Metadata, Structure, derive_dropout_structure
 
 # Metadata keys the webui writes, with the value assumed when a file lacks one (§1.2).
@@ -31,6 +32,10 @@ LOAD_DEFAULTS: dict[str, Any] = {
     "sd_checkpoint": None,
     "sd_checkpoint_name": None,
 }
+
+# Keys of this package's own (the webui ignores them on load, §1.2): absent means None.
+OWN_KEYS: dict[str, Any] = {CALIBRATION_KEY: None}
+KNOWN_KEYS = {**LOAD_DEFAULTS, **OWN_KEYS}
 
 _LEGACY_RENAMES = {"linear1.": "linear.0.", "linear2.": "linear.1."}
 
@@ -135,7 +140,14 @@ def structure_from_metadata(metadata: Mapping, path) -> tuple[Structure, Metadat
             step = int(step)
         except (TypeError, ValueError):
             raise HypernetFileError(path, f"expected an integer step count, found {short_repr(step)}", key="step") from None
-    extra = {k: v for k, v in metadata.items() if k not in LOAD_DEFAULTS}
+    extra = {k: v for k, v in metadata.items() if k not in KNOWN_KEYS}
+    calibration = metadata.get(CALIBRATION_KEY)
+    if calibration is not None:
+        try:
+            calibration = check_calibration(calibration)
+        except HypernetConfigError as error:
+            raise HypernetFileError(path, f"{error} (remove it with `hypernet calibrate NAME --remove`)",
+                                    key=CALIBRATION_KEY) from None
     info = Metadata(
         name=values["name"] if isinstance(values["name"], str) else "",
         step=step,
@@ -145,6 +157,7 @@ def structure_from_metadata(metadata: Mapping, path) -> tuple[Structure, Metadat
         weight_initialization=values["weight_initialization"] if isinstance(values["weight_initialization"], str) else "Normal",
         use_dropout=use_dropout,
         last_layer_dropout=last_layer_dropout,
+        multiplier_calibration=calibration,
         extra=extra,
     )
     return structure, info
@@ -220,8 +233,12 @@ def _check_finite(path, where: str, state: Mapping) -> None:
 def metadata_to_dict(network: Hypernetwork) -> dict[str, Any]:
     """Metadata as the current webui writes it (plus any unknown keys the file carried)."""
     s, m = network.structure, network.metadata
+    own = {}
+    if m.multiplier_calibration is not None:  # only then: files without a curve stay as the webui writes them
+        own[CALIBRATION_KEY] = [[float(user), float(internal)] for user, internal in m.multiplier_calibration]
     return {
         **m.extra,
+        **own,
         "layer_structure": list(s.layer_structure),
         "activation_func": s.activation if s.activation is not None else "linear",
         "is_layer_norm": s.layer_norm,

@@ -119,7 +119,7 @@ def export_lora(pipe, network: Hypernetwork, path, *, multiplier: float = 1.0, r
     moments = None
     if is_affine(network) and not fit:
         method, measured_on, prompt_count = "exact", "the exact delta (what the rank leaves out)", 0
-        deltas = exact_deltas(network, targets, multiplier, fold_value_bias)
+        deltas = exact_deltas(network, targets, network.effective_multiplier(multiplier), fold_value_bias)
     else:
         if not prompts:
             why = "a fit was asked for" if fit else "it is not affine (activation or layer norm)"

@@ -77,7 +77,8 @@ class ActivationCollector:
     hypernetwork itself still enters through the attention seam)."""
 
     def __init__(self, network: Hypernetwork, multiplier: float, targets: list[Target]):
-        self.network, self.multiplier, self.targets = network, float(multiplier), targets
+        # the multiplier the MLPs run at (the generation it watches calibrates the same way)
+        self.network, self.multiplier, self.targets = network, network.effective_multiplier(float(multiplier)), targets
         self.moments = {t.name: LayerMoments({s: Moments(t.width) for s in SIDES}, {s: Moments(t.width) for s in SIDES})
                         for t in targets}
         self.phase = "fit"
