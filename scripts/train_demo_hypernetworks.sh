@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Trains the two demo hypernetworks shipped in the package's default library
 # (src/hypernet/data/hypernetworks), one per style set of the embedded model's world, with
-# hypernet's plain defaults: `hypernet train NAME --data DIR` and no recipe flag (the seed
-# and the folders aside). Then writes a preview (a strength grid) and a description beside
+# hypernet's plain defaults: `hypernet train NAME --data DIR` and no recipe flag (the seed,
+# the folders and --new, which keeps the library's current file out of it, aside). Then writes a preview (a strength grid) and a description beside
 # each file; judge them with scripts/measure_demo_hypernetworks.py.
 # LIBRARY and WORK_DIR send the files elsewhere.
 # Usage: [LIBRARY=dir] [WORK_DIR=dir] bash scripts/train_demo_hypernetworks.sh [STYLE ...]
@@ -19,7 +19,7 @@ for name in ${@:-water neon}; do
   rm -rf "$data" "$work/$name-run"
   rm -f "$library/$name.pt" "$library/$name.pt.optim" "$library/$name.pt.train.json"  # a new network, not a continuation
   $hn toy style-set "$name" "$data" --count 40 --seed 0
-  $hn train "$name" --data "$data" --hypernet-dir "$library" --seed 0 --run-dir "$work/$name-run" --quiet
+  $hn train "$name" --new --data "$data" --hypernet-dir "$library" --seed 0 --run-dir "$work/$name-run" --quiet
   rm -f "$library/$name.pt.optim" "$library/$name.pt.train.json"  # the shipped file only
   $hn grid "a green triangle on a white background" --hypernet "$name" --multipliers 0,0.5,1 --seeds 3 \
     --hypernet-dir "$library" --out "$work" --output "$library/$name.preview.png" --quiet

@@ -11,6 +11,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HYPERNET_CALIBRATE", "0")  # throw-away networks: no after-training calibration (tests that want it set 1)
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,15 @@ def test_a_new_name_trains_a_new_network_for_the_model(cli_setup, pipe, capsys):
     assert main(command + ["--webui-defaults"]) == 0
     assert "Normal init" in capsys.readouterr().err
     assert hypernet.load(library / "webuilike.pt").metadata.weight_initialization == "Normal"
+    # --new: a new network even where the library has one (here the package's demo `water`) ...
+    command[1] = "water"
+    assert main(command + ["--new"]) == 0
+    assert hypernet.load(library / "water.pt").step == 3 and "training a new one" not in capsys.readouterr().err
+    # ... but never over a file of the library folder
+    before = (library / "water.pt").read_bytes()
+    assert main(command + ["--new"]) == 2
+    assert "water.pt exists; remove it or choose another name" in capsys.readouterr().err
+    assert (library / "water.pt").read_bytes() == before
 
 
 def test_webui_defaults_preset_and_flags_win(tmp_path):

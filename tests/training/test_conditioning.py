@@ -47,7 +47,8 @@ def test_training_feeds_the_unet_what_generation_feeds_it(pipe, tmp_path, monkey
     monkeypatch.setattr(loss_module, "diffusion_loss", recording)
     folder, template = captioned_dataset(tmp_path / "data", [EMPHASIS, LONG])
     config = TrainingConfig(data=folder, template=str(template), learning_rate="1e-4", max_steps=1, batch_size=2,
-                            width=16, height=16, save_every=0, preview_every=0, run_dir=tmp_path / "run", seed=3)
+                            width=16, height=16, save_every=0, preview_every=0, run_dir=tmp_path / "run", seed=3,
+                            caption_dropout=0.0)  # both captions, as written
     train(pipe, new_network(), config, progress=False, log=lambda m: None)
 
     emphasis, empty = generation_encoding(pipe, EMPHASIS)

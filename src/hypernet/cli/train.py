@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import HypernetError
@@ -43,6 +44,9 @@ def register(sub) -> None:
     model.add_argument("--model", default=None, help="checkpoint or diffusers folder (default: the embedded toy model)")
     model.add_argument("--model-family", default=None, choices=["sd15", "sd2", "sd2-v", "sdxl", "sdxl-v"], help="override the detected family")
     model.add_argument("--hypernet-dir", default=DEFAULT_LIBRARY, help="hypernetwork library folder")
+    model.add_argument("--new", action="store_true",
+                       help="train a new network NAME even if the library (the package's demo networks included) "
+                            "has one; it is written to --hypernet-dir/NAME.pt, which must not exist yet")
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     steps = parser.add_argument_group("steps and learning rate")
@@ -57,6 +61,10 @@ def register(sub) -> None:
     steps.add_argument("--max-steps", type=int, default=None, help=f"default {ours.max_steps}")
     steps.add_argument("--clip-grad", choices=CLIP_MODES, default=None, help=f"gradient clipping mode (default {ours.clip_grad})")
     steps.add_argument("--clip-value", default=None, metavar="SCHEDULE", help=f"clip threshold (schedule grammar; default {ours.clip_value})")
+    steps.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                       help="after the run, fit the multiplier's calibration curve on the training captions so that "
+                            "0.5 is about half the look (hypernet calibrate; the webui ignores it) (default: on; off "
+                            "with --webui-defaults)")
     steps.add_argument("--auto-recover", action=argparse.BooleanOptionalAction, default=None,
                        help="when the loss diverges (or turns non-finite), go back to the last good weights with "
                             "half the learning rate (at most 4 times); --no-auto-recover only warns (default: on; "
@@ -123,7 +131,7 @@ def resolve_network(name: str, hypernet_dir):
 
 # Options whose default depends on --webui-defaults: None on the command line means "the preset's".
 PRESET_OPTIONS = ("learning_rate", "batch_size", "gradient_accumulation", "max_steps", "clip_grad", "clip_value",
-                  "template", "caption_dropout", "save_every", "preview_every", "auto_recover")
+                  "template", "caption_dropout", "save_every", "preview_every", "auto_recover", "calibrate")
 
 
 def find_network(name: str, hypernet_dir):
@@ -192,7 +200,14 @@ def run(args) -> int:
     from ..training.plan import check_inputs
 
     config = config_from_args(args)
-    found = find_network(args.name, args.hypernet_dir)
+    found = None if args.new else find_network(args.name, args.hypernet_dir)
+    if args.new:
+        from ..creation import clean_name
+
+        target = Path(args.hypernet_dir) / f"{clean_name(args.name)}.pt"
+        if target.exists():
+            raise HypernetError(f"--new: {target} exists; remove it or choose another name (without --new, "
+                                f"training continues it)")
     inputs = check_inputs(config)  # before the (slow) model load: bad input fails at once
 
     from accelerate import Accelerator
@@ -209,6 +224,10 @@ def run(args) -> int:
     pipe = load_pipeline_for(args.model, family=args.model_family, device=device, progress=not args.quiet,
                              default_model=default_model)
 
+    if args.model is None:  # the embedded model's judge measures styles with DDIM at CFG 5: calibrate as it looks
+        from .calibrate import TOY_CFG, TOY_SAMPLER
+
+        config = config.replace(calibration=replace(config.calibration, sampler=TOY_SAMPLER, cfg=TOY_CFG))
     if found is None:
         network, output = new_network(args.name, args.hypernet_dir, pipe, webui=args.webui_defaults, seed=config.seed)
     else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HypernetConfigError
+from .calibrating import CalibrationOptions
 
 DEFAULT_TEMPLATE = "style_filewords.txt"  # the webui's default
 
@@ -74,6 +75,8 @@ class TrainingConfig:
     tensorboard: bool = False
     nonfinite_patience: int = 5  # consecutive non-finite losses before training stops
     auto_recover: bool = True  # a diverging run goes back to its last good weights, learning rate halved
+    calibrate: bool = True  # fit the multiplier's calibration curve after the run (training.calibrating)
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     text_cache_size: int = 4096  # encodings kept when prompts vary (shuffle/dropout)
     clip_skip: int = 1  # the webui's CLIP_stop_at_last_layers, as `Generator(clip_skip=)` takes it
     embeddings_dir: Path | str | None = None  # textual-inversion embeddings named in captions
@@ -124,6 +127,11 @@ class TrainingConfig:
         preview = self.preview
         if preview.steps < 1:
             problems.append(f"preview steps must be at least 1 (got {preview.steps})")
+        if not isinstance(self.calibrate, bool):
+            problems.append(f"calibrate must be True or False (got {self.calibrate!r})")
+        calibration = self.calibration
+        if calibration.prompts < 1 or calibration.seeds < 1 or calibration.steps < 1 or not calibration.budget_seconds > 0:
+            problems.append("calibration prompts, seeds, steps and budget must be positive")
         if problems:
             raise HypernetConfigError("; ".join(problems))
         return self

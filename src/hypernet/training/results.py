@@ -71,6 +71,7 @@ class TrainingResult:
     seconds: float = 0.0
     resumed_exactly: bool | None = None  # None: not a resume
     recoveries: list[Recovery] = field(default_factory=list)
+    calibration: object | None = None  # the fitted `hypernet.calibration.Calibration`, when the run calibrated
 
     @property
     def last_loss(self) -> float | None:

@@ -38,6 +38,7 @@ from ..fileio import kill_point, make_folder
 from ..network import Hypernetwork
 from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, run_folder, sharing, text_cache
 from .borrowing import borrowed
+from .calibrating import calibrate_after_training, calibrating
 from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
 from .recovery import STOP, WENT_BACK, RecoveringRun
@@ -357,9 +358,19 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
         if rank == 0:
             log(message)
     devices = [plan.device] if plan.device.type == "cuda" else []
+    if network.metadata.multiplier_calibration is not None:
+        network.metadata.multiplier_calibration = None  # fitted to the old weights; fitted again at the end
+        if rank == 0:
+            log(f"{plan.name}: its multiplier calibration is dropped (training changes what it measured)"
+                + (", and fitted again when the run ends" if calibrating(config) else ""))
     with borrowed(pipe), torch.random.fork_rng(devices=devices):
         run = _Run(pipe, plan, model, accelerator, progress, log, on_step, stop or _never)
-        return run.run()
+        result = run.run()
+    if calibrating(config) and rank == 0 and result.stop_reason == StopReason.FINISHED and plan.output is not None:
+
+        result.calibration = calibrate_after_training(pipe, network, config, [s.caption for s in plan.sources],
+                                                      plan.target_size, plan.output, log, progress)
+    return result
 
 
 def text_encoders(pipe) -> tuple[str, ...]:
