@@ -118,11 +118,18 @@ def run(args) -> int:
     config = config.replace(max_steps=steps, save_every=args.every, preview_every=0, run_dir=run_dir, seed=args.seed,
                             save_optimizer_state=False)
     pipe = model.load_toy_pipeline()
-    sizes = [module.to_k.in_features for module in pipe.unet.modules() if hasattr(module, "to_k")]
-    network = Hypernetwork.create(sizes=sorted(set(sizes), key=sizes.index), name=args.style, generator_seed=args.seed, **options)
     started = time.perf_counter()
-    result = train(pipe, network, config, output=None, progress=False, log=lambda message: None)
-    seconds = time.perf_counter() - started
+    if args.judge_only:  # a run cut short (killed): judge the checkpoints it saved, the last one as its result
+        saved = sorted((run_dir / "hypernetworks").glob(f"{args.style}-*.pt"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        network = formats.load(saved[-1])
+        result = argparse.Namespace(steps_done=network.step, stop_reason=f"cut at step {network.step}", recoveries=[])
+        seconds = float("nan")
+    else:
+        sizes = [module.to_k.in_features for module in pipe.unet.modules() if hasattr(module, "to_k")]
+        network = Hypernetwork.create(sizes=sorted(set(sizes), key=sizes.index), name=args.style,
+                                      generator_seed=args.seed, **options)
+        result = train(pipe, network, config, output=None, progress=False, log=lambda message: None)
+        seconds = time.perf_counter() - started
     scorer = Scorer(pipe, args.style)
     images_per_step = config.batch_size * config.gradient_accumulation
     curve = []
@@ -147,7 +154,8 @@ def run(args) -> int:
 
 
 def diverged(record) -> bool:
-    return record["stop_reason"] != "finished" or record["recoveries"] > 0 or record["content"] < 0.5
+    ended = record["stop_reason"] == "finished" or record["stop_reason"].startswith("cut at")
+    return not ended or record["recoveries"] > 0 or record["content"] < 0.5
 
 
 def report(args) -> int:
@@ -164,7 +172,7 @@ def report(args) -> int:
                    else f"not reached in {budget} ({r['steps']})")
         final = " / ".join(f"{r['final_progress'][k]:.2f}" for k in ("0.25", "0.5", "0.75", "1.0")) if r["final_progress"] else "-"
         lines.append(f"| {r['style']} | {r['recipe']} | {r['seed']} | {reached} | {final} | {r['content']:.2f} | "
-                     f"{'yes' if diverged(r) else 'no'} | {r['train_seconds']:.0f} |")
+                     f"{'yes' if diverged(r) else 'no'} | {r['train_seconds']:.0f} |".replace("| nan |", "| (cut) |"))
     lines += ["", "| style | H: most images to 80 % over seeds | W: fewest images to 80 % (or budget) | W / H |", "|---|---|---|---|"]
     for style in sorted({s for s, _ in by}):
         h, w = by.get((style, "H"), []), by.get((style, "W"), [])
@@ -195,11 +203,11 @@ def plot(by, path: Path) -> None:
             if s != style:
                 continue
             for index, r in enumerate(records):
-                xs = [0] + [images for _, images, _ in r["curve"]]
-                ys = [0.0] + [value for _, _, value in r["curve"]]
-                axis.plot(xs, ys, color=colours.get(name, "grey"), alpha=0.8, label=f"{name} ({'hypernet' if name == 'H' else 'webui'} defaults)" if index == 0 else None)
+                xs = [images for _, images, _ in r["curve"]]
+                ys = [value for _, _, value in r["curve"]]
+                axis.plot(xs, ys, marker=".", color=colours.get(name, "grey"), alpha=0.8, label=f"{name} ({'hypernet' if name == 'H' else 'webui'} defaults)" if index == 0 else None)
         axis.axhline(TARGET, color="grey", linestyle=":", linewidth=1)
-        axis.set_xscale("symlog", linthresh=100)
+        axis.set_xscale("log")
         axis.set_title(f"{style}: style progress at m = 1 (guidance 5)")
         axis.set_xlabel("images seen")
         axis.set_ylabel("progress (0 base, 1 style set)")
@@ -220,6 +228,7 @@ def main(argv=None) -> int:
     one.add_argument("--set", action="append", default=[])
     one.add_argument("--tag", default=None)
     one.add_argument("--threads", type=int, default=1)
+    one.add_argument("--judge-only", action="store_true", help="judge the checkpoints of a run already in OUT (one cut short)")
     one.add_argument("--out", default="outputs/quality")
     one.set_defaults(func=run)
     summary = sub.add_parser("report")

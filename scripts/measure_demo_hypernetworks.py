@@ -1,6 +1,7 @@
 """Judges the shipped demo hypernetworks on the embedded model (the numbers in
 docs/training.md): style progress per multiplier, monotonicity, multiplier 0 against the
-base, and the shape and colour the judge still finds at multiplier 1. Also writes one
+base, and the shape and colour the judge still finds at multiplier 1 (multipliers go
+through the file's calibration curve unless --uncalibrated). Also writes one
 grid per style (rows: base, then each multiplier) to OUT (default outputs/demo-styles)."""
 
 import argparse
@@ -21,6 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--out", default="outputs/demo-styles")
     parser.add_argument("--model", help="a toy-model folder (default: the embedded model)")
+    parser.add_argument("--uncalibrated", action="store_true", help="judge the raw multipliers (ignore a calibration curve)")
     args = parser.parse_args(argv)
     pipeline, toy_judge = model.load_toy_pipeline(folder=args.model), judge.load_judge()
     out = Path(args.out)
@@ -29,6 +31,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|")
     for style in args.styles:
         network = formats.load(Path(args.library) / f"{style}.pt")
+        if args.uncalibrated:
+            network.metadata.multiplier_calibration = None
         result = evaluate.style_measurements(pipeline, toy_judge, network, style, count=args.count)
         progress = " / ".join(f"{result['progress'][m]:.2f}" for m in evaluate.STYLE_MULTIPLIERS)
         print(f"| {style} | {result['base_score']:.3f} | {result['set_score']:.3f} | {progress} | {result['monotone']} | "
