@@ -201,9 +201,11 @@ def run(args) -> int:
 
     config = config_from_args(args)
     found = None if args.new else find_network(args.name, args.hypernet_dir)
-    if args.new:
+    if found is None:
         from ..creation import clean_name
 
+        clean_name(args.name)  # a name a file can have, checked before the model loads
+    if args.new:
         target = Path(args.hypernet_dir) / f"{clean_name(args.name)}.pt"
         if target.exists():
             raise HypernetError(f"--new: {target} exists; remove it or choose another name (without --new, "
