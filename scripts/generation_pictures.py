@@ -42,7 +42,7 @@ def main() -> None:
 
     small = one(generator, f"{INIT} <hypernet:water:0.5>")
     hires = one(generator, f"{INIT} <hypernet:water:0.5>", hires=HiresFix(scale=2, denoising_strength=0.5))
-    labelled_grid([[small.resize(hires.size, Image.NEAREST), hires]], ["hires fix"], ["64² first pass", "128² --hires 2"],
+    labelled_grid([[small.resize(hires.size, Image.NEAREST), hires]], ["hires fix"], ["64x64 first pass", "128x128 --hires 2"],
                   title="hypernet generate \"... <hypernet:water:0.5>\" --hires 2 --hires-denoise 0.5") \
         .save(folder / "hires.png")
 
