@@ -6,6 +6,7 @@ part of the package, so a missing one makes those tests fail, never skip.
 """
 
 import os
+import signal
 
 import pytest
 
@@ -21,3 +22,11 @@ def pipe():
     from tiny_models import tiny_pipeline
 
     return tiny_pipeline()
+
+
+@pytest.fixture
+def terminal_sigint():
+    """Ctrl-C as in a terminal (a background job of a shell starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -64,7 +64,8 @@ def test_each_image_is_on_disk_as_soon_as_it_is_made_and_a_kill_keeps_them(tmp_p
     assert "interrupted; 1 image written to" in captured.err and "Traceback" not in captured.err
 
 
-def test_ctrl_c_stops_after_the_image_in_progress_and_says_how_many_were_written(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_stops_after_the_image_in_progress_and_says_how_many_were_written(tmp_path, capsys, monkeypatch,
+                                                                                 terminal_sigint):
     import os
     import signal
 

@@ -117,14 +117,6 @@ def test_webui_defaults_preset_and_flags_win(tmp_path):
     assert (mixed.learning_rate, mixed.batch_size, mixed.caption_dropout, mixed.max_steps) == ("2e-4", 3, 0.2, 100000)
 
 
-@pytest.fixture
-def terminal_sigint():
-    """Ctrl-C as in a terminal (a background job of a shell starts with SIGINT ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_first_ctrl_c_stops_after_the_step_and_saves_exit_130(cli_setup, capsys, monkeypatch, terminal_sigint):
     from hypernet.training import loss as loss_module
 

@@ -79,7 +79,7 @@ def test_card_info_and_description(service):
     from hypernet.creation import create_hypernetwork
 
     text, description = networks.card_info(service, "hypernet", "water")
-    assert "sha256" in text and "3000" in text and "80, 32, 64" in text and description.startswith("Demo")
+    assert "sha256" in text and "1000" in text and "32, 64, 80" in text and description.startswith("Demo")
     with pytest.raises(HypernetError, match="shipped inside the package"):
         networks.save_description(service, "hypernet", "water", "mine now")
     create_hypernetwork("mine", service.paths.hypernet_dir, sizes=[80, 32, 64])
