@@ -317,9 +317,10 @@ def _suspend_folds(unet, swapped: list, cache: folding.FoldCache) -> None:
     for module in (linear for attention in cache.attention_modules(unet) for linear in attention.modules()):
         if isinstance(module, torch.nn.Linear):
             for name, parameter in list(module._parameters.items()):
-                if isinstance(parameter, folding.FoldedWeight):
+                fold = folding.fold_of(parameter)
+                if fold is not None:
                     swapped.append((module, name, parameter))
-                    module._parameters[name] = parameter.base
+                    module._parameters[name] = fold.base
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ So a folded layer is the stock layer with three tensors swapped in (`to_k.weight
 `to_v.weight`, `to_out[0].bias`) and costs nothing extra per step, in self- and
 cross-attention alike; a compiled UNet sees plain weights change, not new code.
 
-The swapped tensors are new `FoldedWeight` parameters that remember the original; the
+The swapped tensors are new plain parameters that remember the original (`Fold`); the
 original parameters are put back when the activation ends and never written (the
 model-patcher discipline). A layer is left to the MLP path (the attention processor)
 when its chain is not affine at its width, or its projections are not plain `nn.Linear`
@@ -34,16 +34,30 @@ import torch
 from torch import nn
 
 
-class FoldedWeight(nn.Parameter):
-    """A weight swapped in for the length of an activation; `base` is the original,
-    `release` (if set) hands its buffer back to the `FoldCache` when it is swapped out."""
+@dataclass(frozen=True)
+class Fold:
+    """What a weight swapped in for an activation remembers: `base`, the original
+    parameter, and `release` (or None), which hands its buffer back to the `FoldCache`.
+
+    It hangs on a plain `nn.Parameter` (attribute `FOLD`), not on a Parameter subclass:
+    dynamo guards on a parameter's type, so a subclass made a compiled UNet recompile
+    whenever a network folded into other layers than the one before."""
 
     base: nn.Parameter
-    release = None
+    release: object = None
+
+
+FOLD = "_hypernet_fold"
+
+
+def fold_of(parameter) -> Fold | None:
+    """The `Fold` of a swapped-in weight, None for any other parameter."""
+    return parameter.__dict__.get(FOLD) if isinstance(parameter, nn.Parameter) else None
 
 
 def original(parameter: nn.Parameter) -> nn.Parameter:
-    return parameter.base if isinstance(parameter, FoldedWeight) else parameter
+    fold = fold_of(parameter)
+    return parameter if fold is None else fold.base
 
 
 def plain_projection(module) -> nn.Linear | None:
@@ -203,9 +217,8 @@ def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | 
 
 def _swap(linear: nn.Linear, name: str, tensor: torch.Tensor, restore: list, release=None) -> None:
     current = linear._parameters[name]
-    folded = FoldedWeight(tensor, requires_grad=current.requires_grad)
-    folded.base = original(current)
-    folded.release = release
+    folded = nn.Parameter(tensor, requires_grad=current.requires_grad)  # same type and flags: no new guard
+    folded.__dict__[FOLD] = Fold(original(current), release)
     restore.append((linear, name, current))
     linear._parameters[name] = folded
 
@@ -244,10 +257,10 @@ def restore(swapped: list) -> None:
     """Put back what `apply_folds` replaced, last first; the buffers of the folded
     weights swapped out go back to their cache."""
     for linear, name, parameter in reversed(swapped):
-        current = linear._parameters[name]
+        fold = fold_of(linear._parameters[name])
         linear._parameters[name] = parameter
-        if isinstance(current, FoldedWeight) and current.release is not None:
-            current.release()
+        if fold is not None and fold.release is not None:
+            fold.release()
     swapped.clear()
 
 

@@ -184,8 +184,9 @@ def test_folded_tensors_match_the_layer_with_the_mlps(dtype):
 
 
 def test_torch_compile_sees_only_weights_change(unet):
-    """Switching among three networks and five multipliers of one structure: one graph,
-    no recompilation, no graph break, the eager result."""
+    """Switching among three networks and five multipliers of one structure, a network
+    that folds into fewer layers, and no network at all: one graph, no recompilation, no
+    graph break, the eager result (folded weights are plain parameters: no type guard)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
@@ -199,7 +200,13 @@ def test_torch_compile_sees_only_weights_change(unet):
             with torch.no_grad(), attention.activate(unet, [(network, multiplier)]):
                 result = compiled(*inputs).sample
             torch.testing.assert_close(result, outputs(reference, [(network, multiplier)], inputs, False), rtol=0, atol=2e-5)
-    assert counters["frames"]["total"] == 1
+    fewer = strong([TEXT_WIDTH], 4)  # folds into the cross-attention layers only
+    with torch.no_grad(), attention.activate(unet, [(fewer, 0.5)]):
+        result = compiled(*inputs).sample
+    torch.testing.assert_close(result, outputs(reference, [(fewer, 0.5)], inputs, False), rtol=0, atol=2e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs).sample, run(reference, inputs), rtol=0, atol=0)
+    assert counters["frames"]["total"] == 1, dict(counters["frames"])
     assert sum(counters["graph_break"].values()) == 0
     torch._dynamo.reset()
 

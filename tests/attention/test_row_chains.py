@@ -11,7 +11,7 @@ import torch
 
 from hypernet import attention
 from hypernet.errors import HypernetError
-from hypernet.folding import FoldedWeight
+from hypernet.folding import fold_of
 from hypernet.network import Hypernetwork
 
 from tiny_models import SELF_SIZES, TEXT_WIDTH, tiny_unet
@@ -83,7 +83,7 @@ def test_layers_run_as_planned(unet, networks):
     weights = {id(m): m.to_k.weight for name, m in unet.named_modules() if name.endswith((".attn1", ".attn2"))}
     with attention.activate_rows(unet, SCENARIOS["shared_self"](networks)) as chain:
         assert chain.folded == attn1 and set(chain.rows.layers) == attn2
-        assert all(isinstance(m.to_k.weight, FoldedWeight) for name, m in unet.named_modules() if name.endswith(".attn1"))
+        assert all(fold_of(m.to_k.weight) is not None for name, m in unet.named_modules() if name.endswith(".attn1"))
         assert len({id(layer) for layer in chain.rows.layers.values()}) == 1  # one grouping: the text context once
     with attention.activate_rows(unet, [[], [(networks["text"], 1.0)]]) as chain:
         assert not chain.folded and set(chain.rows.layers) == attn2  # attn1: untouched
@@ -135,12 +135,12 @@ def test_base_weights_and_state_come_back_even_on_error(unet, networks):
     for failing in (False, True):
         with pytest.raises(RuntimeError) if failing else contextlib.nullcontext():
             with attention.activate_rows(unet, SCENARIOS["shared_self"](networks)) as chain:
-                assert any(isinstance(p, FoldedWeight) for p in unet.parameters())  # folded inside
+                assert any(fold_of(p) is not None for p in unet.parameters())  # folded inside
                 assert max_difference(run(unet, inputs), stock) > 1e-3
                 if failing:
                     raise RuntimeError("inside the block")
         assert weights_digest(unet) == stock_digest
-        assert not any(isinstance(p, FoldedWeight) for p in unet.parameters())
+        assert not any(fold_of(p) is not None for p in unet.parameters())
         assert chain.rows is None and chain.networks == () and not chain.folded
         assert torch.equal(run(unet, inputs), stock)
 
