@@ -281,12 +281,16 @@ def install(unet) -> ActiveChain:
             raise HypernetError(f"attention {name} uses fused q/k/v projections; call unet.unfuse_qkv_projections() first")
     chain = ActiveChain()
     unet.set_attn_processor({name: _wrap(p, chain) for name, p in _processors(unet).items()})
+    unet.register_forward_pre_hook(chain.slots.begin_call)  # a traced call's per-call memo
     return chain
 
 
 def uninstall(unet) -> None:
     """Put the original processors back."""
     processors = _processors(unet)
+    for key, hook in list(unet._forward_pre_hooks.items()):  # by kind, not by handle: a deep copy has its own
+        if getattr(hook, "__func__", None) is compiled.Slots.begin_call:
+            del unet._forward_pre_hooks[key]
     if any(isinstance(p, HypernetworkProcessor) for p in processors.values()):
         unet.set_attn_processor({
             name: p.base if isinstance(p, HypernetworkProcessor) else p for name, p in processors.items()

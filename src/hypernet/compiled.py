@@ -12,7 +12,10 @@ network of the same structure changes data, not graph. The attention itself is
 (`attention_2_0`), so no stand-in module object (the key/value view) has to be traced.
 
 Eager calls keep the original networks and the text-context cache of
-`attention.ActiveChain`; only a call being traced reads the slots. Other bases (IP-Adapter,
+`attention.ActiveChain`; only a call being traced reads the slots. A traced graph cannot
+cache by identity across calls, and does not merge the same product computed in several
+layers, so the slots keep the text context's key/value inputs for one UNet call (a memo
+a forward pre-hook renews): computed once per step, not once per cross-attention layer. Other bases (IP-Adapter,
 xformers, custom processors), per-row chains, grad mode and networks in training mode
 take the key/value view as before: correct, but with graph breaks under compile.
 """
@@ -43,6 +46,7 @@ class Slots:
         self._multipliers: list[torch.Tensor] = []
         self._shapes: tuple = ()
         self.by_width: dict[int, tuple] = {}  # width -> ((key module, value module, multiplier), ...)
+        self.memo: dict = {}  # width -> (text context, its key/value inputs), for one UNet call
 
     def load(self, networks) -> None:
         """Copy `networks` ((network, multiplier) pairs, zeros dropped) into the slots;
@@ -81,13 +85,28 @@ class Slots:
 
     def clear(self) -> None:
         self.active = False
+        self.memo = {}
 
-    def key_value_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`apply_chain` of the loaded networks, with tensor multipliers."""
+    def begin_call(self, *_) -> None:
+        """A UNet forward pre-hook: a new call, a new memo. Traced with the UNet, it is a
+        new dict, not a guarded one, so it does not recompile."""
+        self.memo = {}
+
+    def key_value_inputs(self, x: torch.Tensor, constant: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """`apply_chain` of the loaded networks, with tensor multipliers. A `constant`
+        input (the text context, the same tensor in every cross-attention layer of a UNet
+        call) is computed once per call: a compiled graph does not merge repeated products
+        of one input, so without the memo every layer of the width recomputed it."""
+        if constant:
+            entry = self.memo.get(x.shape[-1])
+            if entry is not None and entry[0] is x:
+                return entry[1]
         key_input = value_input = x
         for key_module, value_module, multiplier in self.by_width.get(x.shape[-1], ()):
             key_input = _residual(key_module, key_input, multiplier)
             value_input = _residual(value_module, value_input, multiplier)
+        if constant:
+            self.memo[x.shape[-1]] = (x, (key_input, value_input))
         return key_input, value_input
 
 
@@ -111,10 +130,10 @@ class TracedCall:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if id(attn) in chain.folded:
             return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        if torch.compiler.is_compiling():
-            key_value = chain.slots.key_value_inputs
+        constant = encoder_hidden_states is not None
+        if torch.compiler.is_compiling():  # the stand-ins, the text context computed once per UNet call
+            key_value = lambda context: chain.slots.key_value_inputs(context, constant)  # noqa: E731
         else:  # the original networks, the text context computed once per activation
-            constant = encoder_hidden_states is not None
             key_value = lambda context: chain.key_value_inputs(context, constant)  # noqa: E731
         return attention_2_0(attn, hidden_states, encoder_hidden_states, attention_mask, temb, key_value)
 

@@ -48,7 +48,9 @@ def test_compiled_unet_with_mlp_networks_compiles_once(unet):
             assert (expected - plain).abs().max() > 1e-3  # the network does change the output
             torch.testing.assert_close(result, expected, rtol=0, atol=2e-5)
     assert not chain.slots.active and chain.networks == ()  # restored on exit
-    assert counters["frames"]["total"] == 1, dict(counters["frames"])
+    # two frames, each compiled once: the UNet's forward (one graph) and the pre-hook that
+    # starts a call's text-context memo (`Slots.begin_call`, no graph)
+    assert counters["frames"]["total"] == 2 and counters["stats"]["unique_graphs"] == 1, dict(counters["frames"])
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     # processors stay installed; folded networks then change weights only: at most one
     # recompilation (MLPs -> folded), none per network or multiplier
@@ -58,7 +60,7 @@ def test_compiled_unet_with_mlp_networks_compiles_once(unet):
                 result = compiled(*inputs).sample
             with attention.activate(reference, [(network, multiplier)], fold=False):
                 torch.testing.assert_close(result, run(reference, inputs), rtol=0, atol=2e-5)
-    assert counters["frames"]["total"] <= 2, dict(counters["frames"])
+    assert counters["frames"]["total"] <= 3, dict(counters["frames"])
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     torch._dynamo.reset()
 
@@ -141,3 +143,37 @@ def test_activating_through_the_compiled_wrapper_installs_once(unet):
         assert attention.installed_chain(compiled, cache) is first is attention.installed_chain(unet)
     with attention.activate(compiled, [(relu_network(2), 1.0)], cache=cache) as second:
         assert second is first
+
+
+def _linear_count(graphs) -> int:
+    return sum(node.op == "call_function" and "linear" in str(node.target) for gm in graphs for node in gm.graph.nodes)
+
+
+def test_a_traced_call_computes_the_text_context_once_per_width(unet):
+    """Every cross-attention layer gets the same context tensor; a compiled graph does not
+    merge repeated products of one input, so the slots memo it per UNet call: the MLPs on
+    the context appear once in the graph, not once per cross-attention layer. `uninstall`
+    takes the memo's pre-hook off again."""
+    def recording(graphs):
+        def backend(gm, example_inputs):
+            graphs.append(gm)
+            return gm.forward
+        return backend
+
+    cross = [m for m in unet.modules() if hasattr(m, "to_k") and m.to_k.in_features == TEXT_WIDTH]
+    assert len(cross) >= 2 and TEXT_WIDTH not in SELF_SIZES
+    network = relu_network(1, sizes=[TEXT_WIDTH])  # 1-2-1: two linears per module, key and value
+    inputs = unet_inputs(batch=2)
+    plain, traced = [], []
+    torch._dynamo.reset()
+    with torch.no_grad():
+        torch.compile(unet, backend=recording(plain))(*inputs)
+    torch._dynamo.reset()
+    with torch.no_grad(), attention.activate(unet, [(network, 0.8)]):
+        result = torch.compile(unet, backend=recording(traced))(*inputs).sample
+        expected = run(unet, inputs)  # eager: the original networks, the context cached per activation
+    torch._dynamo.reset()
+    torch.testing.assert_close(result, expected, rtol=0, atol=2e-5)
+    assert _linear_count(traced) - _linear_count(plain) == 4, (_linear_count(traced), _linear_count(plain), len(cross))
+    attention.uninstall(unet)
+    assert not unet._forward_pre_hooks
