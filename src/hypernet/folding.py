@@ -26,6 +26,7 @@ never fold: training needs their gradients.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ def _may_be_affine(module) -> bool:
     return not module.training and all(isinstance(layer, (nn.Linear, nn.Dropout, nn.Identity)) for layer in module.linear)
 
 
+def _versions_of(tensors) -> tuple:
+    return tuple(t._version for t in tensors)
+
+
 def _tensor_key(parameter) -> tuple:
     return id(parameter), parameter.data_ptr(), parameter._version, parameter.dtype, parameter.device
 
@@ -117,16 +122,22 @@ class FoldCache:
 
     It also keeps what makes a switch cheap: each UNet's attention modules (found once;
     a UNet whose attention modules are replaced needs `clear()`), and for fp32 weights the
-    buffers folded weights are written into (one set per nesting depth of activations,
-    the size of the folded weights: 176 MB for SD 1.5), so a switch allocates nothing."""
+    buffers folded weights are written into (176 MB a set for SD 1.5), so a switch
+    allocates nothing. `sets` sets are kept (more while nested activations need them);
+    a set remembers what it holds, so going back to one of the last `sets` (network,
+    multiplier) pairs writes nothing at all (alternating two networks, or generating
+    again with the same one)."""
 
-    def __init__(self, limit_bytes: int = 1 << 30):
+    def __init__(self, limit_bytes: int = 1 << 30, sets: int = 2):
         self.limit_bytes = limit_bytes
-        self._entries: OrderedDict = OrderedDict()
+        self.sets = max(1, sets)
+        self._serials = itertools.count()  # names a products entry for as long as the cache lives
+        self._entries: OrderedDict = OrderedDict()  # key -> (serial, products)
         self._bytes = 0
         self._attention: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._parameters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._free: dict = {}  # layer key -> [free (k, v, bias) buffers]
+        self._free: dict = {}  # layer key -> [(content, versions, (k, v, bias) buffers)], oldest first
+        self._made: dict = {}  # layer key -> buffer sets made
 
     def attention_modules(self, unet) -> list:
         """The modules of `unet` that have a `to_k` (its attention layers), in order."""
@@ -142,18 +153,29 @@ class FoldCache:
             parameters = self._parameters[network] = tuple(network.parameters())
         return tuple(p._version for p in parameters)
 
-    def lease(self, layer: "FoldableLayer", tensors: tuple) -> tuple:
-        """Buffers shaped like `tensors` for `layer`, not in use by another activation;
-        `give_back` returns them."""
+    def lease(self, layer: "FoldableLayer", tensors: tuple, content=None) -> tuple:
+        """(key, buffers, ready): buffers shaped like `tensors` for `layer`, not in use by
+        another activation; `ready` when they already hold `content` (written with it and
+        untouched since), so nothing needs writing. `give_back` returns them."""
         key = tuple(id(original(t)) for t in tensors)
         free = self._free.setdefault(key, [])
-        buffers = free.pop() if free else tuple(torch.empty_like(original(t).detach()) for t in tensors)
-        return key, buffers
+        for index, (held, versions, buffers) in enumerate(free):
+            if content is not None and held == content and versions == _versions_of(buffers):
+                del free[index]
+                return key, buffers, True
+        if free and self._made.get(key, 0) >= self.sets:
+            return key, free.pop(0)[2], False  # the least recently used set is rewritten
+        self._made[key] = self._made.get(key, 0) + 1
+        return key, tuple(torch.empty_like(original(t).detach()) for t in tensors), False
 
-    def give_back(self, key, buffers) -> None:
-        self._free.setdefault(key, []).append(buffers)
+    def give_back(self, key, buffers, content=None, versions=None) -> None:
+        """Return leased buffers; `content` and the `versions` they had when it was written
+        (a set written into since is not trusted to hold it)."""
+        self._free.setdefault(key, []).append((content, versions, buffers))
 
     def products(self, network, layer: FoldableLayer, pair) -> tuple | None:
+        """(serial, (W_k A_k, W_v A_v, W_o W_v a_v)) for `network` at `layer`, or None
+        when its modules there are not affine; the serial names the entry for good."""
         if not all(_may_be_affine(module) for module in pair):
             return None  # decided from the layer types: a relu network costs no product on each switch
         weights = tuple(original(linear.weight) for linear in (layer.to_k, layer.to_v, layer.to_out))
@@ -171,14 +193,14 @@ class FoldCache:
         entry = ((weight_k @ matrix_k).to(dtype), (weight_v @ matrix_v).to(dtype), weight_o @ (weight_v @ vector_v))
         for old in [old for old in self._entries if old[0] is network and old[-1] != key[-1]]:
             self._forget(old)  # the network changed since (a training run's previews): never used again
-        self._entries[key] = entry
-        self._bytes += sum(t.numel() * t.element_size() for t in entry)
+        self._entries[key] = entry = (next(self._serials), entry)
+        self._bytes += sum(t.numel() * t.element_size() for t in entry[1])
         while self._bytes > self.limit_bytes and len(self._entries) > 1:
             self._forget(next(iter(self._entries)))
         return entry
 
     def _forget(self, key) -> None:
-        self._bytes -= sum(t.numel() * t.element_size() for t in self._entries.pop(key))
+        self._bytes -= sum(t.numel() * t.element_size() for t in self._entries.pop(key)[1])
 
     def clear(self) -> None:
         self._entries.clear()
@@ -186,6 +208,7 @@ class FoldCache:
         self._attention.clear()
         self._parameters.clear()
         self._free.clear()
+        self._made.clear()
 
 
 def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | None:
@@ -201,16 +224,20 @@ def folded_tensors(layer: FoldableLayer, networks, cache: FoldCache) -> tuple | 
     if len(active) != 1:
         return None
     network, multiplier = active[0]
-    products = cache.products(network, layer, network.pair(layer.width))
-    if products is None:
+    found = cache.products(network, layer, network.pair(layer.width))
+    if found is None:
         return None
+    serial, products = found
     bases = (original(layer.to_k.weight), original(layer.to_v.weight), original(layer.to_out.bias))
     if all(base.dtype == torch.float32 for base in bases):  # written into leased buffers: no allocation
-        key, buffers = cache.lease(layer, bases)
-        with torch.no_grad():
-            for base, product, buffer in zip(bases, products, buffers):
-                torch.add(base.detach(), product, alpha=multiplier, out=buffer)
-        return buffers, lambda: cache.give_back(key, buffers)
+        content = (serial, multiplier)
+        key, buffers, ready = cache.lease(layer, bases, content)
+        if not ready:
+            with torch.no_grad():
+                for base, product, buffer in zip(bases, products, buffers):
+                    torch.add(base.detach(), product, alpha=multiplier, out=buffer)
+        versions = _versions_of(buffers)
+        return buffers, lambda: cache.give_back(key, buffers, content, versions)
     return tuple(torch.add(base.detach().float(), product.float(), alpha=multiplier).to(base.dtype)
                  for base, product in zip(bases, products)), None
 

@@ -118,7 +118,7 @@ def test_a_warm_cache_reuses_fold_buffers_and_nesting_stays_correct(unet):
         with attention.activate(unet, chain, cache=cache):
             pointers.add(layer.to_k.weight.data_ptr())
             torch.testing.assert_close(run(unet, inputs), expected[key], rtol=0, atol=0)
-    assert len(pointers) == 1  # one buffer, rewritten in place
+    assert len(pointers) == cache.sets  # two buffer sets, rewritten in place
     with attention.activate(unet, [(a, 1.0)], cache=cache):
         with attention.activate(unet, [(b, 0.5)], cache=cache):
             torch.testing.assert_close(run(unet, inputs), expected["b"], rtol=0, atol=0)
@@ -177,3 +177,37 @@ def test_a_traced_call_computes_the_text_context_once_per_width(unet):
     assert _linear_count(traced) - _linear_count(plain) == 4, (_linear_count(traced), _linear_count(plain), len(cross))
     attention.uninstall(unet)
     assert not unet._forward_pre_hooks
+
+
+def test_going_back_to_a_recent_network_and_multiplier_writes_nothing(unet):
+    """A buffer set remembers what it holds: alternating two (network, multiplier) pairs
+    writes no folded weight after the first time; a third pair rewrites the least recently
+    used set; a set changed while swapped in, or a base weight changed, is written again."""
+    a, b = strong(ALL, 1), strong(ALL, 2)
+    cache = FoldCache()
+    inputs = unet_inputs()
+    expected = {key: run_folded(unet, chain, inputs, None) for key, chain in
+                {"a": [(a, 1.0)], "b": [(b, 0.5)], "b2": [(b, 0.25)]}.items()}
+    layer = cache.attention_modules(unet)[0]
+
+    def activation(key, chain):
+        with attention.activate(unet, chain, cache=cache):
+            weight = layer.to_k.weight
+            torch.testing.assert_close(run(unet, inputs), expected[key], rtol=0, atol=0)
+            return weight.data_ptr(), weight._version
+
+    first = {key: activation(key, chain) for key, chain in (("a", [(a, 1.0)]), ("b", [(b, 0.5)]))}
+    for _ in range(2):
+        assert activation("a", [(a, 1.0)]) == first["a"] and activation("b", [(b, 0.5)]) == first["b"]
+    pointer, version = activation("b2", [(b, 0.25)])
+    assert pointer == first["a"][0] and version > first["a"][1]  # the older set (a's), rewritten
+    assert activation("b", [(b, 0.5)]) == first["b"]
+    with attention.activate(unet, [(b, 0.5)], cache=cache):
+        with torch.no_grad():
+            layer.to_k.weight.mul_(2)  # someone writes into a folded weight: not trusted again
+    assert activation("b", [(b, 0.5)])[1] > first["b"][1]
+    base = layer.to_k.weight
+    with torch.no_grad():
+        base.add_(0.01)  # the base changed: a new product, a new fold
+    expected["b"] = run_folded(unet, [(b, 0.5)], inputs, None)
+    activation("b", [(b, 0.5)])
