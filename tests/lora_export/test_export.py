@@ -213,3 +213,14 @@ def test_refusals(pipe, tmp_path):
     with pytest.raises(HypernetError, match="valid names: diffusers, kohya"):
         export_lora(pipe, linear_network(), tmp_path / "x.safetensors", layout="comfy")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_network_that_changes_nothing_is_refused_and_nothing_is_written(pipe, tmp_path):
+    """A network just created (ZeroLast: last layers zero) or multiplier 0: the LoRA would
+    be empty, a file `inspect` could not describe; the export says why instead."""
+    fresh = Hypernetwork.create(sizes=[*SELF_SIZES, TEXT_WIDTH], name="fresh", weight_init="ZeroLast")
+    for network, multiplier in ((fresh, 1.0), (linear_network(), 0.0)):
+        path = tmp_path / "empty.safetensors"
+        with pytest.raises(HypernetError, match="changes nothing") as caught:
+            export_lora(pipe, network, path, multiplier=multiplier)
+        assert "Nothing was written" in str(caught.value) and not path.exists()

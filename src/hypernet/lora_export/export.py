@@ -129,6 +129,10 @@ def export_lora(pipe, network: Hypernetwork, path, *, multiplier: float = 1.0, r
         moments = fitting.collect(pipe, network, multiplier, targets, prompts, steps, seed, on_prompt)
         deltas = fitting.fitted_deltas(targets, moments)
         measured_on = ""
+    if all(not torch.any(layer.delta) for layer in deltas):
+        raise HypernetError(f"network {network.name!r} changes nothing at multiplier {multiplier:g} (every layer's "
+                            "change is zero: a network just created, with its last layers zero, or multiplier 0); "
+                            "train it first, or give another multiplier. Nothing was written.")
     factors, layers = {}, []
     for layer in deltas:
         kept = factorize(layer.delta, rank, error, layer.root, layer.total)
