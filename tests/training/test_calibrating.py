@@ -68,3 +68,24 @@ def test_caption_prompts_are_distinct_and_spread():
     assert caption_prompts(captions, 10) == ["a", "b", "c", "d", "e"]
     assert caption_prompts(captions, 3) == ["a", "c", "e"]
     assert caption_prompts(["x"], 1) == ["x"]
+
+
+def test_the_same_command_again_calibrates_a_finished_file_that_lacks_its_curve(pipe, tmp_path, monkeypatch):
+    """A run stopped while it calibrated leaves its output complete but uncalibrated (the
+    curve is written after the final save): running the same command again fits it."""
+    folder = make_dataset(tmp_path / "data")
+    monkeypatch.setenv("HYPERNET_CALIBRATE", "0")  # the output as such a stop leaves it
+    train(pipe, new_network(), config(tmp_path, folder), output=tmp_path / "out.pt", progress=False, log=lambda m: None)
+    assert hypernet.load(tmp_path / "out.pt").metadata.multiplier_calibration is None
+    monkeypatch.setenv("HYPERNET_CALIBRATE", "1")
+    messages = []
+    result = train(pipe, hypernet.load(tmp_path / "out.pt"), config(tmp_path, folder), output=tmp_path / "out.pt",
+                   progress=False, log=messages.append)
+    assert result.stop_reason == "already finished" and result.calibration is not None
+    assert any("never calibrated" in m for m in messages) and any(m.startswith("nothing to do") for m in messages)
+    curve = hypernet.load(tmp_path / "out.pt").metadata.multiplier_calibration
+    assert curve is not None and tuple(map(tuple, curve)) == tuple(result.calibration.curve)
+    messages.clear()  # and once it has its curve, nothing more is done
+    again = train(pipe, hypernet.load(tmp_path / "out.pt"), config(tmp_path, folder), output=tmp_path / "out.pt",
+                  progress=False, log=messages.append)
+    assert again.calibration is None and not any("never calibrated" in m for m in messages)

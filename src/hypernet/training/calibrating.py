@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..errors import HypernetError
@@ -38,6 +39,14 @@ def calibrating(config) -> bool:
     """`config.calibrate`, unless the environment says HYPERNET_CALIBRATE=0 (for scripts and
     CI runs that train many throw-away networks; the test suite sets it)."""
     return bool(config.calibrate) and os.environ.get("HYPERNET_CALIBRATE", "1").strip() != "0"
+
+
+def calibration_missing(config, network, output) -> bool:
+    """Whether `network`, loaded from the finished `output`, lacks the curve calibration
+    should have written (the run that made it was stopped while it calibrated)."""
+    source = getattr(network, "source_path", None)
+    return (calibrating(config) and output is not None and Path(output).is_file() and source is not None
+            and network.metadata.multiplier_calibration is None and Path(source).resolve() == Path(output).resolve())
 
 
 def caption_prompts(captions: list[str], count: int) -> list[str]:

@@ -38,7 +38,7 @@ from ..fileio import kill_point, make_folder
 from ..network import Hypernetwork
 from . import checkpoints, dataset as data, loss as loss_module, prompts, randomness, run_files, run_folder, sharing, text_cache
 from .borrowing import borrowed
-from .calibrating import calibrate_after_training, calibrating
+from .calibrating import calibrate_after_training, calibrating, calibration_missing
 from .config import TrainingConfig
 from .plan import OPTIMIZER, Inputs, Plan, TrainingError, check_inputs, prepare
 from .recovery import STOP, WENT_BACK, RecoveringRun
@@ -352,8 +352,13 @@ def train(pipe, network: Hypernetwork, config: TrainingConfig, *, output=None, r
         reason = (f"nothing to do: {plan.name!r} is at step {plan.start_step} and the learning-rate schedule "
                   f"{config.learning_rate!r} ends at step {plan.end_step} (max steps {config.max_steps})")
         log(reason)
-        return TrainingResult(network, plan.start_step, plan.start_step, StopReason.ALREADY_FINISHED, plan.seed,
-                              messages=[*plan.messages, reason])
+        result = TrainingResult(network, plan.start_step, plan.start_step, StopReason.ALREADY_FINISHED, plan.seed,
+                                messages=[*plan.messages, reason])
+        if rank == 0 and calibration_missing(config, network, plan.output):  # stopped while it calibrated
+            log(f"{plan.name}: its multiplier was never calibrated; calibrating it now")
+            result.calibration = calibrate_after_training(pipe, network, config, [s.caption for s in plan.sources],
+                                                          plan.target_size, plan.output, log, progress)
+        return result
     for message in plan.messages:
         if rank == 0:
             log(message)
