@@ -42,11 +42,11 @@ class FixedLibrary:
         return self.networks[name] if name in self.networks or self.fallback is None else self.fallback.load(name)
 
 
-def unet_flops(pipe, size: int, chain, context_width: int) -> int:
+def unet_flops(pipe, size: int, chain, context_width: int, fold: bool = False) -> int:
     latent = size // pipe.vae_scale_factor
     sample = torch.randn(2, 4, latent, latent)
     context = torch.randn(2, 77, context_width)
-    with torch.no_grad(), attention.activate(pipe.unet, chain, fold=False):
+    with torch.no_grad(), attention.activate(pipe.unet, chain, fold=fold):
         pipe.unet(sample, 500, context)  # the text context's hypernetwork output is cached from here on
         with FlopCounterMode(display=False) as counter:
             pipe.unet(sample, 500, context)
@@ -62,18 +62,21 @@ def timed(generator: Generator, prompt: str, size: int, steps: int, fold: bool =
 
 
 def compare(generator, tag: str, size: int, steps: int, repeats: int) -> dict:
-    """Interleaved plain / folded / MLP runs of one prompt; medians."""
+    """Interleaved plain / folded / MLP / plain-again runs of one prompt; medians, and
+    minima under `best-`. Plain-again against plain is the run's own noise (an A/A test):
+    a ratio closer to 1 than that cannot be told from 1 in this run."""
     prompt = "a red circle on a blue background"
     for fold in (True, False):
         timed(generator, f"{prompt} {tag}", size, steps, fold)  # warm-up (and the first fold)
     timed(generator, prompt, size, steps)
-    runs = {"plain": [], "folded": [], "mlp": []}
+    runs = {"plain": [], "folded": [], "mlp": [], "again": []}
     for _ in range(repeats):
         runs["plain"].append(timed(generator, prompt, size, steps))
         runs["folded"].append(timed(generator, f"{prompt} {tag}", size, steps, True))
         runs["mlp"].append(timed(generator, f"{prompt} {tag}", size, steps, False))
+        runs["again"].append(timed(generator, prompt, size, steps))
     generator.fold = True
-    return {name: median(values) for name, values in runs.items()}
+    return {name: median(values) for name, values in runs.items()} | {f"best-{name}": min(values) for name, values in runs.items()}
 
 
 def switch_ms(generator, pipe, prompts) -> float:
@@ -91,6 +94,20 @@ def switch_ms(generator, pipe, prompts) -> float:
             pass
         worst = max(worst, time.perf_counter() - start)
     return worst * 1000
+
+
+def activation_ms(generator, chain) -> float:
+    """Median time of `activate` enter + exit with the generator's warm fold cache: what a
+    folded network adds to a generation besides its (identical) UNet calls."""
+    import statistics
+
+    times = []
+    for _ in range(31):
+        start = time.perf_counter()
+        with torch.no_grad(), attention.activate(generator.pipe.unet, chain, cache=generator._fold_cache):
+            pass
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[1:])
 
 
 def first_fold_ms(pipe, network) -> float:
@@ -137,6 +154,7 @@ def sd15_rows(args) -> list[str]:
             f"| {label}: per image, MLPs (`--no-fold`) (s) | {times['mlp']:.2f} |",
             f"| {label}: time ratio default / none | **{times['folded'] / times['plain']:.3f}** |",
             f"| {label}: time ratio MLPs / none | {times['mlp'] / times['plain']:.3f} |",
+            f"| {label}: time ratio none again / none (this run's noise, A/A) | {times['again'] / times['plain']:.3f} |",
         ]
     rows.append(f"| FLOP share the MLPs add to a UNet forward | {share:.2%} (relu bound 1 + share + 0.02 = {1 + share + 0.02:.3f}) |")
     prompts = ["x <hypernet:one:1>", "x <hypernet:two:1>", "x <hypernet:two:0.5>", "x <hypernet:one:0.7> <hypernet:two:0.2>"]
@@ -163,6 +181,7 @@ def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repe
     kinds = {"none": prompt, "folded": f"{prompt} <hypernet:{first}:1>"}
     if relu_names:
         kinds["relu"] = f"{prompt} <hypernet:{relu_names[0]}:1>"
+    kinds["none again"] = prompt  # the run's own noise (A/A)
     try:
         for text in kinds.values():
             timed(generator, text, size, steps)
@@ -182,15 +201,58 @@ def compiled_rows(generator, names: tuple[str, str], size: int, steps: int, repe
         pipe.unet = eager_unet
     medians = {kind: median(values) for kind, values in times.items()}
     rows = [f"| compiled: per image, {' / '.join(kinds)} (s) | {' / '.join(f'{medians[kind]:.3f}' for kind in kinds)} |",
-            f"| compiled: time ratio folded / none | **{medians['folded'] / medians['none']:.3f}** |",
+            f"| compiled: time ratio folded / none | **{medians['folded'] / medians['none']:.3f}** (best of {repeats}: "
+            f"{min(times['folded']) / min(times['none']):.3f}) |",
+            f"| compiled: time ratio none again / none (this run's noise, A/A) | {medians['none again'] / medians['none']:.3f} |",
             f"| compiled: recompilations / graph breaks across {first}, {second} × 5 multipliers (folded) | "
             f"**{recompiles['folded'][0]}** / {recompiles['folded'][1]} |"]
     if relu_names:
         bound = f" (bound 1 + FLOP share + 0.02 = {1 + share + 0.02:.3f})" if share is not None else ""
-        rows += [f"| compiled: time ratio relu (MLPs) / none | **{medians['relu'] / medians['none']:.3f}**{bound} |",
+        rows += [f"| compiled: time ratio relu (MLPs) / none | **{medians['relu'] / medians['none']:.3f}** (best of {repeats}: "
+                 f"{min(times['relu']) / min(times['none']):.3f}){bound} |",
                  f"| compiled: recompilations / graph breaks across {relu_names[0]}, {relu_names[1]} × 5 multipliers (MLPs) | "
                  f"**{recompiles['relu'][0]}** / {recompiles['relu'][1]} |"]
     return rows
+
+
+def paired_ratios(unet, call, chains: dict, cache, triples: int = 40, block: int = 10) -> dict:
+    """UNet calls in blocks of `block`: none, each chain, none again, `triples` times; per
+    chain the median and quartiles of (its block / the mean of the none blocks around it),
+    and the A/A ratio of the two none blocks. Adjacent blocks share the machine's state of
+    the moment, so this resolves a per-step cost far finer than whole-image medians."""
+    import statistics
+
+    def timed_block(chain):
+        with torch.no_grad(), attention.activate(unet, chain, cache=cache):
+            start = time.perf_counter()
+            for _ in range(block):
+                call()
+            return time.perf_counter() - start
+
+    for chain in [[], *chains.values()]:
+        timed_block(chain)  # warm (and compile)
+    ratios = {name: [] for name in [*chains, "A/A"]}
+    for _ in range(triples):
+        before = timed_block([])
+        measured = {name: timed_block(chain) for name, chain in chains.items()}
+        after = timed_block([])
+        for name, seconds in measured.items():
+            ratios[name].append(seconds / ((before + after) / 2))
+        ratios["A/A"].append(after / before)
+    return {name: (statistics.median(values), *statistics.quantiles(values, n=4)[::2]) for name, values in ratios.items()}
+
+
+def paired_rows(generator, chains: dict, size: int, compiled: bool) -> list[str]:
+    pipe = generator.pipe
+    unet = pipe.unet
+    latent = size // pipe.vae_scale_factor
+    sample = torch.randn(2, unet.config.in_channels, latent, latent)
+    context = torch.randn(2, 77, pipe.text_encoder.config.hidden_size)
+    target = torch.compile(unet) if compiled else unet
+    result = paired_ratios(unet, lambda: target(sample, 500, context), chains, generator._fold_cache)
+    label = "compiled" if compiled else "eager"
+    return [f"| {label}, paired UNet calls (blocks of 10, median of 40 [quartiles]): {name} / none | "
+            f"**{median_:.3f}** [{low:.3f}, {high:.3f}] |" for name, (median_, low, high) in result.items()]
 
 
 def toy_rows(args) -> list[str]:
@@ -207,15 +269,25 @@ def toy_rows(args) -> list[str]:
     context_width = generator.pipe.text_encoder.config.hidden_size
     base = unet_flops(generator.pipe, size, [], context_width)
     share = (unet_flops(generator.pipe, size, [(relu["relu-a"], 1.0)], context_width) - base) / base
-    times = compare(generator, "<hypernet:water:1>", size, 20, args.repeats * 3)
+    times = compare(generator, "<hypernet:water:1>", size, 20, args.repeats * 5)
     _, _, named, _ = generator.resolve_networks("x <hypernet:water:1>")
     water = named[0][1]
+    paired = {"water (folded)": [(water, 1.0)], "relu-a (MLPs)": [(relu["relu-a"], 1.0)]}
+    folded_flops = unet_flops(generator.pipe, size, [(water, 1.0)], context_width, fold=True) / base
+    activation = activation_ms(generator, [(water, 1.0)])
     return [f"| toy + water (20 steps, {size}²): per image, none / folded / MLPs (s) | {times['plain']:.3f} / {times['folded']:.3f} / {times['mlp']:.3f} |",
             f"| toy + water: time ratio folded / none | **{times['folded'] / times['plain']:.3f}** (MLPs: {times['mlp'] / times['plain']:.3f}) |",
+            f"| toy: time ratio none again / none (this run's noise, A/A) | {times['again'] / times['plain']:.3f} |",
+            f"| toy + water: best of {args.repeats * 5}: ratio folded / none, MLPs / none | {times['best-folded'] / times['best-plain']:.3f}, {times['best-mlp'] / times['best-plain']:.3f} |",
+            f"| toy + water: FLOPs of a UNet forward, folded / none | {folded_flops:.4f} |",
+            f"| toy + water: activate + restore, folded, warm cache (median of 30, ms) | {activation:.2f} "
+            f"({activation / 1000 / times['plain']:.2%} of a 20-step image) |",
             f"| toy + water: max abs difference folded vs MLP, UNet output | {max_difference(generator.pipe, water, size, generator.pipe.text_encoder.config.hidden_size):.2e} |",
             f"| toy + relu-a (1-2-1 relu, Xavier): FLOP share the MLPs add to a UNet forward | {share:.2%} |",
-            *(compiled_rows(generator, ("water", "neon"), size, 20, args.repeats * 3, ("relu-a", "relu-b"), share)
-              if args.compile else [])]
+            *(compiled_rows(generator, ("water", "neon"), size, 20, args.repeats * 5, ("relu-a", "relu-b"), share)
+              if args.compile else []),
+            *paired_rows(generator, paired, size, compiled=False),
+            *(paired_rows(generator, paired, size, compiled=True) if args.compile else [])]
 
 
 def main() -> None:

@@ -318,13 +318,12 @@ def _move_to(unet, chain: Chain) -> None:
 
 def _suspend_folds(unet, swapped: list, cache: folding.FoldCache) -> None:
     """Put an outer activation's folds (in attention linears) back for the inner one."""
-    for module in (linear for attention in cache.attention_modules(unet) for linear in attention.modules()):
-        if isinstance(module, torch.nn.Linear):
-            for name, parameter in list(module._parameters.items()):
-                fold = folding.fold_of(parameter)
-                if fold is not None:
-                    swapped.append((module, name, parameter))
-                    module._parameters[name] = fold.base
+    for module, name in cache.fold_slots(unet):
+        parameter = module._parameters.get(name)
+        fold = folding.fold_of(parameter)
+        if fold is not None:
+            swapped.append((module, name, parameter))
+            module._parameters[name] = fold.base
 
 
 @contextlib.contextmanager

@@ -136,6 +136,7 @@ class FoldCache:
         self._bytes = 0
         self._attention: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._parameters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._free: dict = {}  # layer key -> [(content, versions, (k, v, bias) buffers)], oldest first
         self._made: dict = {}  # layer key -> buffer sets made
 
@@ -146,6 +147,22 @@ class FoldCache:
             modules = [module for module in unet.modules() if hasattr(module, "to_k")]
             self._attention[unet] = modules
         return modules
+
+    def fold_slots(self, unet) -> list:
+        """(linear, parameter name) of every tensor a fold may swap in `unet`: `to_k` and
+        `to_v` weights (or their LoRA layers' base layers) and `to_out[0]` biases."""
+        slots = self._slots.get(unet)
+        if slots is None:
+            slots = []
+            for module in self.attention_modules(unet):
+                for linear in (getattr(module, "to_k", None), getattr(module, "to_v", None)):
+                    slots += [(candidate, "weight") for candidate in (linear, getattr(linear, "base_layer", None))
+                              if isinstance(candidate, nn.Linear)]
+                outputs = getattr(module, "to_out", None)
+                if isinstance(outputs, nn.ModuleList) and len(outputs) and isinstance(outputs[0], nn.Linear):
+                    slots.append((outputs[0], "bias"))
+            self._slots[unet] = slots
+        return slots
 
     def _versions(self, network) -> tuple:
         parameters = self._parameters.get(network)
@@ -206,6 +223,7 @@ class FoldCache:
         self._entries.clear()
         self._bytes = 0
         self._attention.clear()
+        self._slots.clear()
         self._parameters.clear()
         self._free.clear()
         self._made.clear()
