@@ -15,9 +15,11 @@ Eager calls keep the original networks and the text-context cache of
 `attention.ActiveChain`; only a call being traced reads the slots. A traced graph cannot
 cache by identity across calls, and does not merge the same product computed in several
 layers, so the slots keep the text context's key/value inputs for one UNet call (a memo
-a forward pre-hook renews): computed once per step, not once per cross-attention layer. Other bases (IP-Adapter,
-xformers, custom processors), per-row chains, grad mode and networks in training mode
-take the key/value view as before: correct, but with graph breaks under compile.
+a forward pre-hook renews): computed once per step, not once per cross-attention layer.
+
+Other bases (IP-Adapter, xformers, custom processors), per-row chains, grad mode and
+networks in training mode take the key/value view as before: correct, but with graph
+breaks under compile.
 """
 
 from __future__ import annotations
